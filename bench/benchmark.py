@@ -1,0 +1,91 @@
+"""Benchmark protocols: a named, versioned declaration plus a pure scorer.
+
+A protocol is *data*: which files it reads (relative to a data root), the prompt, the decoding
+settings, the answer parser and the aggregation. A new variant is a new declaration registered
+under a new name, never a branch in shared code. The evaluation engine only needs
+:meth:`Benchmark.items` (what to generate) and the scorer only needs :meth:`Benchmark.score`
+(stored generations → metrics); neither loads a model.
+
+Data roots: real benchmarks read from ``$BENCH_DATA_DIR`` (see ``bench data``); the embedded
+default ``tiny-llava`` reads the bundled synthetic world, laid out the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.io import sha256_text
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings a protocol fixes. Greedy unless ``num_beams`` > 1 or ``do_sample``."""
+
+    max_new_tokens: int = 512
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One generation request: benchmark item id, image file, the user question (no template)."""
+
+    id: str
+    image: str
+    question: str
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+class Benchmark:
+    """Base class of a benchmark protocol. Subclasses set the class attributes and two methods.
+
+    Class attributes (the declaration; all of them enter :meth:`fingerprint`):
+      name, version, benchmark (family, e.g. ``pope``), description, generation, params.
+    """
+
+    name: ClassVar[str] = ""
+    benchmark: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    generation: ClassVar[GenerationSettings] = GenerationSettings()
+    params: ClassVar[dict[str, Any]] = {}
+    # Headline metrics for leaderboards: metric key -> (label, higher_is_better)
+    headline: ClassVar[dict[str, tuple[str, bool]]] = {}
+
+    def items(self, data_root: Path) -> list[EvalItem]:
+        """The generation requests of this protocol, read from files under ``data_root``."""
+        raise NotImplementedError
+
+    def data_files(self, data_root: Path) -> list[Path]:
+        """Files this protocol reads (their sha256 goes into run records)."""
+        return []
+
+    def score(self, predictions: list[dict], data_root: Path, **kw: Any) -> dict:
+        """Stored predictions (``{"id", "text"}``) → score dict with ``metrics`` and ``protocol``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def declaration(cls) -> dict:
+        return {
+            "name": cls.name,
+            "benchmark": cls.benchmark,
+            "version": cls.version,
+            "generation": dataclasses.asdict(cls.generation),
+            "params": cls.params,
+        }
+
+    @classmethod
+    def fingerprint(cls) -> str:
+        return sha256_text(json.dumps(cls.declaration(), sort_keys=True, default=str))[:16]
+
+    @classmethod
+    def protocol_header(cls) -> dict:
+        return {"protocol": cls.name, "benchmark": cls.benchmark, "version": cls.version,
+                "fingerprint": cls.fingerprint()}
