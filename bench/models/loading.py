@@ -1,0 +1,116 @@
+"""Model entries (registry ``bench.models``) and loading a checkpoint = base + adapters.
+
+``llava-7b`` / ``llava-13b`` resolve to ``llava-hf/llava-1.5-{7b,13b}-hf`` loaded with
+``LlavaForConditionalGeneration`` + ``AutoProcessor``; any local directory in the llava-hf layout
+works too. Loading never reaches the network implicitly: with ``HF_HUB_OFFLINE=1`` (or no
+connection) a missing model fails at once with the download command, and ``BENCH_MODEL_<NAME>``
+(e.g. ``BENCH_MODEL_LLAVA_7B``) may point at a local copy.
+
+A checkpoint written by the loop is a folder with ``stages.json``; :func:`apply_checkpoint`
+merges each finished stage's LoRA adapter (and trained projector) into the base in order.
+A plain peft adapter folder (``adapter_config.json``) is accepted too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import BenchError, OfflineError
+from bench.io import read_json
+from bench.models.llava import LlavaPreprocessor, make_preprocessor
+from bench.registry import MODELS
+
+
+def load_hf_llava(path_or_id: str, dtype: torch.dtype = torch.float32, device: str = "cpu", env_var: str | None = None):
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    local = os.environ.get(env_var) if env_var else None
+    target = local or path_or_id
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    kwargs: dict[str, Any] = {"local_files_only": True} if (offline or Path(target).exists()) else {}
+    try:
+        processor = AutoProcessor.from_pretrained(target, **kwargs)
+        model = LlavaForConditionalGeneration.from_pretrained(target, dtype=dtype, **kwargs)
+    except OSError as exc:
+        hint = (f"pre-download it on a connected machine with `huggingface-cli download {path_or_id}` (then run with"
+                f" HF_HUB_OFFLINE=1), or point {env_var or 'the --model argument'} at a local copy")
+        raise OfflineError(f"cannot load model {target!r}: {str(exc).splitlines()[0]}; {hint}") from None
+    return model.to(device).eval(), processor
+
+
+class HfLlava:
+    """LLaVA-1.5 from the llava-hf checkpoints."""
+
+    version = "1"
+
+    def __init__(self, name: str, repo_id: str):
+        self.name, self.repo_id = name, repo_id
+        self.description = f"LLaVA-1.5 ({repo_id}), vicuna_v1 template, pad-to-square"
+        self.env_var = "BENCH_MODEL_" + name.upper().replace("-", "_")
+
+    def load(self, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+        return load_hf_llava(self.repo_id, dtype, device, self.env_var)
+
+    def default_data_root(self) -> Path:
+        from bench.paths import data_dir
+
+        return data_dir()
+
+    # Real-model runs use the methods' own (paper) hyper-parameters.
+    train_profile: dict = {}
+
+
+MODELS.add("llava-7b", HfLlava("llava-7b", "llava-hf/llava-1.5-7b-hf"))
+MODELS.add("llava-13b", HfLlava("llava-13b", "llava-hf/llava-1.5-13b-hf"))
+
+
+class LocalLlava(HfLlava):
+    def __init__(self, path: str):
+        super().__init__(Path(path).name, path)
+        self.description = f"local llava-hf checkpoint {path}"
+
+
+def model_entry(name: str):
+    """A registered model, or a local llava-hf directory given as a path."""
+    if name not in MODELS and Path(name).exists():
+        return LocalLlava(name)
+    return MODELS.get(name)
+
+
+def apply_checkpoint(model: torch.nn.Module, ckpt: str | Path | None, stages: list[dict] | None = None):
+    """Merge the adapters of ``ckpt`` (a loop checkpoint or a peft adapter dir) into ``model``."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    if ckpt is None:
+        return model
+    ckpt = Path(ckpt)
+    if stages is None:
+        if (ckpt / "adapter_config.json").exists():
+            return PeftModel.from_pretrained(model, str(ckpt)).merge_and_unload()
+        sfile = ckpt / "stages.json"
+        if not sfile.exists():
+            raise BenchError(f"{ckpt}: not a checkpoint (no stages.json or adapter_config.json)")
+        stages = read_json(sfile)["stages"]
+    for st in stages:
+        sdir = ckpt / st["dir"]
+        if (sdir / "adapter" / "adapter_config.json").exists():
+            model = PeftModel.from_pretrained(model, str(sdir / "adapter")).merge_and_unload()
+        extra = sdir / "non_lora_trainables.safetensors"
+        if extra.exists():
+            missing = model.load_state_dict(load_file(str(extra)), strict=False)
+            if missing.unexpected_keys:
+                raise BenchError(f"{extra}: unexpected keys {missing.unexpected_keys[:3]}")
+    return model
+
+
+def load_for_eval(model_name: str, adapter: str | None, dtype=torch.float32, device="cpu") -> tuple[Any, LlavaPreprocessor, Any]:
+    entry = model_entry(model_name)
+    model, processor = entry.load(dtype=dtype, device="cpu")
+    model = apply_checkpoint(model, adapter)
+    model.to(device).eval()
+    return model, make_preprocessor(processor, model.config), entry

@@ -1,0 +1,48 @@
+"""Hyper-parameters of the one shared training loop (one dataclass per stage of a method)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings. Defaults are HA-DPO's LLaVA-1.5-7B script (methods.md §1.2) unless a method overrides.
+
+    lr: peak learning rate (AdamW, cosine decay after linear warmup of ``warmup_ratio``).
+    epochs / max_steps: run length; ``max_steps`` (optimizer steps) wins when set.
+    batch_size: samples (pairs) per micro-batch; grad_accum micro-batches per optimizer step.
+    max_length: tokens per sequence *including* the expanded image tokens (LLaVA's
+        ``model_max_length`` semantics); longer samples are an error, never silently truncated.
+    lora_*: LoRA on the language model's linear layers (``lora_targets`` are module-name suffixes,
+        matched only inside the language model, never the vision tower or projector).
+    full_finetune: train every language-model weight instead of LoRA.
+    train_projector: also train the multimodal projector (HA-DPO/HSA-DPO's code path does, see
+        methods.md §1.2; POVID's and OPA-DPO's does not).
+    disable_dropout: set every dropout p to 0 in policy and reference (all four seeds do).
+    cache_reference: compute reference log-probs once per (sample, sequence) and store them.
+    """
+
+    lr: float = 2e-6
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 2048
+    lora_r: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: list(LLAMA_LINEARS))
+    full_finetune: bool = False
+    train_projector: bool = False
+    disable_dropout: bool = True
+    cache_reference: bool = True
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    save_every: int = 0
+    log_every: int = 1

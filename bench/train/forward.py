@@ -1,0 +1,116 @@
+"""Per-token log-probabilities of many (response, image) sequences in one forward.
+
+Speed levers (issue 4):
+* the vision tower runs once per *distinct* image of the micro-batch; its features are scattered
+  into every sequence that uses that image (chosen and rejected share them);
+* ``lm_head`` is applied only at supervised positions, so the full-vocabulary logits of the
+  prompt and the 576 image positions are never materialised; log-softmax runs in float32 on
+  chunks of at most ``chunk_tokens`` positions.
+
+Guards: a sequence whose image-token count differs from the features supplied raises, instead of
+the silent prompt/feature mismatch users hit in TRL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bench.errors import BenchError
+from bench.models.llava import IGNORE_INDEX
+
+
+@dataclass
+class EncodedBatch:
+    input_ids: torch.Tensor  # [N, L] right-padded
+    attention_mask: torch.Tensor  # [N, L]
+    labels: torch.Tensor  # [N, L] (-100 outside responses)
+    image_index: torch.Tensor  # [N] index into the pixel batch
+
+
+def pad_batch(seqs: list[dict], pad_id: int, image_index: list[int]) -> EncodedBatch:
+    length = max(len(s["input_ids"]) for s in seqs)
+    n = len(seqs)
+    ids = torch.full((n, length), pad_id, dtype=torch.long)
+    lab = torch.full((n, length), IGNORE_INDEX, dtype=torch.long)
+    att = torch.zeros((n, length), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        k = len(s["input_ids"])
+        ids[i, :k] = torch.tensor(s["input_ids"])
+        lab[i, :k] = torch.tensor(s["labels"])
+        att[i, :k] = 1
+    return EncodedBatch(ids, att, lab, torch.tensor(image_index, dtype=torch.long))
+
+
+def llava_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The LlavaForConditionalGeneration inside a PeftModel (or the model itself)."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
+def image_features(llava: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    cfg = llava.config
+    out = llava.model.get_image_features(
+        pixel_values=pixel_values,
+        vision_feature_layer=cfg.vision_feature_layer,
+        vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+    )
+    feats = out.pooler_output if hasattr(out, "pooler_output") else out
+    return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
+
+
+def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tensor) -> torch.Tensor:
+    """Last hidden states [N, L, D] of the language model with image features scattered in."""
+    image_token_id = llava.config.image_token_id
+    ids = batch.input_ids
+    embed = llava.model.get_input_embeddings()
+    embeds = embed(ids.masked_fill(ids == image_token_id, 0))
+    is_image = ids == image_token_id
+    per_seq = is_image.sum(1)
+    n_img_tok = feats.shape[1]
+    if not torch.all(per_seq == n_img_tok):
+        bad = [int(i) for i in torch.nonzero(per_seq != n_img_tok).flatten()]
+        raise BenchError(
+            f"image-token mismatch: sequences {bad} hold {per_seq[bad].tolist()} image tokens but the vision tower"
+            f" gives {n_img_tok} features per image (truncated or duplicated <image> placeholder?)"
+        )
+    scattered = feats[batch.image_index].reshape(-1, feats.shape[-1]).to(embeds.dtype)
+    embeds = embeds.masked_scatter(is_image.unsqueeze(-1), scattered)
+    out = llava.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask)
+    return out.last_hidden_state
+
+
+def supervised_logps(
+    llava: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, chunk_tokens: int = 4096
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Log-probs and argmax of the supervised next tokens, per sequence (1-D tensors).
+
+    Position t predicts label t+1 (the usual shift). Returns (logps, targets, argmax) lists.
+    """
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    h = hidden[:, :-1][mask]  # [M, D]
+    tgt = targets[mask]
+    logps, argmax = [], []
+    for start in range(0, h.shape[0], chunk_tokens):
+        logits = llava.lm_head(h[start : start + chunk_tokens]).float()
+        lp = F.log_softmax(logits, dim=-1)
+        logps.append(lp.gather(-1, tgt[start : start + chunk_tokens, None]).squeeze(-1))
+        argmax.append(logits.argmax(-1))
+    flat = torch.cat(logps) if logps else hidden.new_zeros(0)
+    flat_arg = torch.cat(argmax) if argmax else tgt.new_zeros(0)
+    counts = mask.sum(1).tolist()
+    return list(flat.split(counts)), list(tgt.split(counts)), list(flat_arg.split(counts))
+
+
+def sequence_logps(
+    model: torch.nn.Module, batch: EncodedBatch, pixel_values: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Vision once per image, language model once per sequence, lm_head on response tokens only."""
+    llava = llava_of(model)
+    dtype = next(llava.model.vision_tower.parameters()).dtype
+    feats = image_features(llava, pixel_values.to(dtype))
+    hidden = hidden_states(llava, batch, feats)
+    return supervised_logps(llava, hidden, batch.labels)

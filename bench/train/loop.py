@@ -1,0 +1,432 @@
+"""The one shared training loop (accelerate + peft), used by every method.
+
+Per stage: load the starting model (base + merged adapters of earlier stages), add a fresh LoRA,
+compute the reference log-probs once (cached on disk as safetensors; epochs 2+ and reruns skip the
+reference forward), then optimise the stage's loss. Checkpoints hold the adapter, optimizer,
+scheduler, RNG state and step, every ``save_every`` steps and at the end; ``resume=True`` continues
+from the last one and reproduces the uninterrupted loss trajectory (data order and image
+transforms are functions of (seed, epoch, step, sample id), not of process history).
+
+On disk, per stage ``OUT/checkpoint/<stage>/``: ``adapter/`` (peft, safetensors),
+``projector.safetensors`` (if trained), ``ref_logps.safetensors``, ``state.pt`` (resume),
+``log.jsonl`` (one line per optimizer step), ``DONE``. ``OUT/checkpoint/stages.json`` lists the
+finished stages in order; :func:`bench.models.loading.apply_checkpoint` rebuilds the model from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bench.config import config_hash, to_dict
+from bench.data.preference import PreferenceRecord
+from bench.errors import BenchError
+from bench.io import append_jsonl, atomic_write_json, read_json
+from bench.models.llava import LlavaPreprocessor, load_image
+from bench.train.config import TrainConfig
+from bench.train.forward import llava_of, pad_batch, sequence_logps
+from bench.train.method import LogProbs, Method, Sequence, Stage, StepInputs
+
+
+def _seed_for(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    """Fresh LoRA on the language model's linears (vision tower and projector excluded by regex)."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = "|".join(cfg.lora_targets)
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
+        target_modules=rf".*language_model.*\.({targets})$",
+    )
+    return get_peft_model(model, lora)
+
+
+def set_trainable(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    llava = llava_of(model)
+    for p in llava.model.vision_tower.parameters():
+        p.requires_grad_(False)
+    for p in llava.model.multi_modal_projector.parameters():
+        p.requires_grad_(cfg.train_projector)
+    if cfg.full_finetune:
+        for p in llava.model.language_model.parameters():
+            p.requires_grad_(True)
+
+
+def _to_tensor(img) -> torch.Tensor:
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(img, dtype="float32") / 255.0).permute(2, 0, 1).contiguous()
+
+
+def _to_pil(t: torch.Tensor):
+    import numpy as np
+    from PIL import Image
+
+    arr = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype("uint8")
+    return Image.fromarray(arr)
+
+
+def pixel_values_for(pre: LlavaPreprocessor, rec: PreferenceRecord, seq: Sequence, seed: int, epoch: int) -> torch.Tensor:
+    variant = seq.image
+    img = load_image(rec.image, item=rec.id)
+    gen = torch.Generator().manual_seed(_seed_for(seed, rec.id, variant.name, 0 if variant.fixed else epoch))
+    if variant.transform is not None and variant.space == "raw":
+        img = _to_pil(variant.transform(_to_tensor(img), gen))
+    pv = pre.pixel_values([img])[0]
+    if variant.transform is not None and variant.space == "pixel":
+        pv = variant.transform(pv, gen)
+    return pv
+
+
+@dataclasses.dataclass
+class Encoded:
+    seqs: list[dict]
+    image_index: list[int]
+    pixels: torch.Tensor
+    keys: list[tuple[int, str]]  # (record position, sequence name) per row
+
+
+def encode(pre: LlavaPreprocessor, records: list[PreferenceRecord], sequences: list[Sequence], cfg: TrainConfig,
+           seed: int, epoch: int) -> Encoded:
+    seqs, image_index, keys, pix, pix_key = [], [], [], [], {}
+    for i, rec in enumerate(records):
+        for seq in sequences:
+            response = seq.response(rec)
+            if not response or not response.strip():
+                raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
+            seqs.append(pre.encode_pair(rec.question, response, cfg.max_length, where=f"sample {rec.id} ({seq.name})"))
+            key = (i, seq.image.name)
+            if key not in pix_key:
+                pix_key[key] = len(pix)
+                pix.append(pixel_values_for(pre, rec, seq, seed, epoch))
+            image_index.append(pix_key[key])
+            keys.append((i, seq.name))
+    return Encoded(seqs, image_index, torch.stack(pix), keys)
+
+
+def _gather(enc: Encoded, lp: list[torch.Tensor], tg: list[torch.Tensor], names: list[str], n: int,
+            device) -> dict[str, LogProbs]:
+    out = {}
+    for name in names:
+        rows = [r for r, (_, s) in enumerate(enc.keys) if s == name]
+        length = max(1, max(lp[r].numel() for r in rows))
+        logps = torch.zeros(n, length, device=device, dtype=torch.float32)
+        mask = torch.zeros(n, length, device=device)
+        toks = torch.zeros(n, length, device=device, dtype=torch.long)
+        for r in rows:
+            i = enc.keys[r][0]
+            k = lp[r].numel()
+            logps[i, :k] = lp[r]
+            mask[i, :k] = 1
+            toks[i, :k] = tg[r]
+        out[name] = LogProbs(logps, mask, toks)
+    return out
+
+
+def run_sequences(model, pre, records, sequences, cfg, seed, epoch, device, pad_id):
+    enc = encode(pre, records, sequences, cfg, seed, epoch)
+    batch = pad_batch(enc.seqs, pad_id, enc.image_index)
+    batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
+    lp, tg, am = sequence_logps(model, batch, enc.pixels.to(device))
+    names = [s.name for s in sequences]
+    return _gather(enc, lp, tg, names, len(records), device), enc, (lp, tg, am)
+
+
+class ReferenceCache:
+    """Reference per-token log-probs per (sample id, sequence name), stored as safetensors."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+        self.data: dict[str, torch.Tensor] = {}
+        meta = path.with_suffix(".json")
+        if path.exists() and meta.exists() and read_json(meta).get("fingerprint") == fingerprint:
+            self.data = load_file(str(path))
+
+    @staticmethod
+    def key(rec_id: str, seq: str) -> str:
+        return f"{rec_id}\x1f{seq}"
+
+    def get(self, rec_id: str, seq: str) -> torch.Tensor | None:
+        return self.data.get(self.key(rec_id, seq))
+
+    def put(self, rec_id: str, seq: str, value: torch.Tensor) -> None:
+        self.data[self.key(rec_id, seq)] = value.detach().float().cpu().contiguous()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        save_file(self.data, str(tmp))
+        tmp.replace(self.path)
+        atomic_write_json(self.path.with_suffix(".json"), {"fingerprint": self.fingerprint, "entries": len(self.data)})
+
+
+def _stack_cached(cache: ReferenceCache, records, seq_names, device) -> dict[str, LogProbs]:
+    out = {}
+    for name in seq_names:
+        vals = [cache.get(r.id, name) for r in records]
+        length = max(1, max(v.numel() for v in vals))
+        logps = torch.zeros(len(records), length, device=device)
+        mask = torch.zeros(len(records), length, device=device)
+        for i, v in enumerate(vals):
+            logps[i, : v.numel()] = v.to(device)
+            mask[i, : v.numel()] = 1
+        out[name] = LogProbs(logps, mask, torch.zeros_like(logps, dtype=torch.long))
+    return out
+
+
+def _reference(model, pre, records, stage, cfg, seed, epoch, device, pad_id, cache: ReferenceCache | None):
+    ref_seqs = [s for s in stage.sequences if s.with_reference]
+    cacheable = [s for s in ref_seqs if s.image.fixed] if cache is not None else []
+    online = [s for s in ref_seqs if s not in cacheable]
+    out: dict[str, LogProbs] = {}
+    missing = [s for s in cacheable if any(cache.get(r.id, s.name) is None for r in records)]
+    todo = online + missing
+    if todo:
+        with torch.no_grad(), _adapters_off(model):
+            lps, enc, (lp, _, _) = run_sequences(model, pre, records, todo, cfg, seed, epoch, device, pad_id)
+        out.update(lps)
+        for row, (i, name) in enumerate(enc.keys):
+            if any(s.name == name for s in missing):
+                cache.put(records[i].id, name, lp[row])
+    if cacheable:
+        out.update(_stack_cached(cache, records, [s.name for s in cacheable], device))
+    return out
+
+
+class _adapters_off:
+    def __init__(self, model):
+        self.model = model
+        self.ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else None
+
+    def __enter__(self):
+        if self.ctx is not None:
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            return self.ctx.__exit__(*exc)
+        return False
+
+
+def _micro_batches(n: int, cfg: TrainConfig, seed: int):
+    """Infinite deterministic stream of (epoch, index list) micro-batches."""
+    epoch = 0
+    while True:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_for(seed, "order", epoch))).tolist()
+        for start in range(0, n, cfg.batch_size):
+            chunk = perm[start : start + cfg.batch_size]
+            if chunk:
+                yield epoch, chunk
+        epoch += 1
+
+
+def total_steps(n: int, cfg: TrainConfig) -> int:
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    per_epoch = math.ceil(n / cfg.batch_size / cfg.grad_accum)
+    return max(1, per_epoch * cfg.epochs)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state()}
+
+
+def train_stage(
+    method: Method, stage: Stage, mcfg: Any, model: torch.nn.Module, pre: LlavaPreprocessor,
+    records: list[PreferenceRecord], stage_dir: Path, seed: int, resume: bool, device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Train one stage in place on ``model`` (a fresh PeftModel); returns a summary dict."""
+    from accelerate import Accelerator
+    from transformers import get_cosine_schedule_with_warmup
+
+    cfg: TrainConfig = getattr(mcfg, stage.config_key)
+    if stage.expand is not None:
+        records = [r2 for r in records for r2 in stage.expand(r)]
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    use_bf16 = cfg.bf16 and device.startswith("cuda")
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if use_bf16 else "no")
+    if cfg.disable_dropout:
+        disable_dropout(model)
+    set_trainable(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise BenchError(f"stage {stage.name}: no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = total_steps(len(records), cfg)
+    sched = get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * steps), steps)
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    pad_id = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
+
+    fp = hashlib.sha256(json.dumps([[r.to_json() for r in records], to_dict(cfg), stage.name, seed],
+                                   sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache = ReferenceCache(stage_dir / "ref_logps.safetensors", fp) if (cfg.cache_reference and stage.kind == "preference") else None
+
+    start_step, state_path, log_path = 0, stage_dir / "state.pt", stage_dir / "log.jsonl"
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state.get("fingerprint") != fp:
+            raise BenchError(f"{state_path}: checkpoint belongs to other data/config; remove it or drop --resume")
+        accelerator.unwrap_model(model).load_state_dict(state["trainable"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        start_step = state["step"]
+        _truncate_log(log_path, start_step)
+    elif log_path.exists():
+        log_path.unlink()
+
+    # Precompute reference log-probs for the whole data set once (fixed image variants).
+    if cache is not None and stage.kind == "preference":
+        fixed = [s for s in stage.sequences if s.with_reference and s.image.fixed]
+        todo = [r for r in records if any(cache.get(r.id, s.name) is None for s in fixed)]
+        for i in range(0, len(todo), cfg.batch_size):
+            _reference(model, pre, todo[i : i + cfg.batch_size], Stage(stage.name, fixed, stage.loss), cfg, seed, 0,
+                       device, pad_id, cache)
+        if todo:
+            cache.save()
+
+    stream = _micro_batches(len(records), cfg, seed)
+    for _ in range(start_step * cfg.grad_accum):  # fast-forward the data position
+        next(stream)
+    model.train()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start_step, desc=f"{method.name}/{stage.name}", leave=False)
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {}
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    for step in range(start_step, steps):
+        t_step = time.perf_counter()
+        agg: dict[str, float] = {}
+        ids_seen: list[str] = []
+        for _ in range(cfg.grad_accum):
+            epoch, idx = next(stream)
+            batch = [records[i] for i in idx]
+            ids_seen += [r.id for r in batch]
+            with accelerator.autocast():
+                policy, enc, raw = run_sequences(model, pre, batch, stage.sequences, cfg, seed, epoch, device, pad_id)
+                reference = (_reference(model, pre, batch, stage, cfg, seed, epoch, device, pad_id, cache)
+                             if stage.kind == "preference" else {})
+                inputs = StepInputs(batch, policy, reference, extra={"encoded": enc, "raw": raw, "epoch": epoch,
+                                                                   "model": model, "pre": pre, "cfg": cfg,
+                                                                   "seed": seed, "device": device, "pad_id": pad_id})
+                if stage.extra_forward is not None:
+                    stage.extra_forward(model, inputs, mcfg)
+                loss, metrics = stage.loss(inputs, mcfg)
+            if not torch.isfinite(loss):
+                raise BenchError(
+                    f"{method.name}/{stage.name}: non-finite loss {loss.item()} at step {step + 1} on samples {ids_seen};"
+                    f" the last good checkpoint is kept in {stage_dir}"
+                )
+            accelerator.backward(loss / cfg.grad_accum)
+            agg["loss"] = agg.get("loss", 0.0) + loss.item() / cfg.grad_accum
+            for k, v in metrics.items():
+                agg[k] = agg.get(k, 0.0) + float(v.detach().float().mean()) / cfg.grad_accum
+        grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        n_pairs = cfg.batch_size * cfg.grad_accum
+        dt = time.perf_counter() - t_step
+        row = {"step": step + 1, **{k: round(v, 6) for k, v in agg.items()}, "grad_norm": float(grad_norm),
+               "lr": sched.get_last_lr()[0], "pairs_per_s": round(n_pairs / dt, 3)}
+        if device.startswith("cuda"):
+            row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        append_jsonl(log_path, [row])
+        summary = row
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{agg['loss']:.4f}")
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+            _save_state(accelerator.unwrap_model(model), opt, sched, step + 1, fp, state_path)
+    if bar is not None:
+        bar.close()
+    unwrapped = accelerator.unwrap_model(model)
+    _save_state(unwrapped, opt, sched, steps, fp, state_path)
+    _save_adapter(unwrapped, cfg, stage_dir)
+    (stage_dir / "DONE").write_text("ok\n")
+    summary["wall_s"] = round(time.perf_counter() - t0, 3)
+    summary["steps"] = steps
+    summary["records"] = len(records)
+    return summary
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def _save_state(model, opt, sched, step: int, fp: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"trainable": _trainable_state(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": _rng_state(), "step": step, "fingerprint": fp}, tmp)
+    tmp.replace(path)
+
+
+def _save_adapter(model, cfg: TrainConfig, stage_dir: Path) -> None:
+    llava = llava_of(model)
+    if hasattr(model, "save_pretrained") and hasattr(model, "peft_config"):
+        model.save_pretrained(str(stage_dir / "adapter"), safe_serialization=True)
+    if cfg.train_projector or cfg.full_finetune:
+        prefix = "model.language_model." if cfg.full_finetune else "model.multi_modal_projector."
+        extra = {k: v.detach().cpu().contiguous() for k, v in llava.state_dict().items()
+                 if k.startswith("model.multi_modal_projector.") or (cfg.full_finetune and k.startswith(prefix))}
+        save_file(extra, str(stage_dir / "non_lora_trainables.safetensors"))
+
+
+def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord], out_dir: Path, seed: int,
+          resume: bool = False, device: str = "cpu", progress: bool = True) -> dict:
+    """Run every stage of ``method``; returns {stage: summary}. ``base_loader()`` → (model, preprocessor)."""
+    from bench.models.loading import apply_checkpoint
+
+    ckpt = Path(out_dir) / "checkpoint"
+    done: list[dict] = []
+    summaries: dict[str, Any] = {}
+    stages_file = ckpt / "stages.json"
+    for stage in method.stages(mcfg):
+        stage_dir = ckpt / stage.name
+        if (stage_dir / "DONE").exists() and resume:
+            done.append({"name": stage.name, "dir": stage.name})
+            summaries[stage.name] = {"resumed": "already done"}
+            continue
+        torch.manual_seed(_seed_for(seed, stage.name))
+        model, pre = base_loader()
+        model = apply_checkpoint(model, ckpt, done)  # merge earlier stages
+        cfg: TrainConfig = getattr(mcfg, stage.config_key)
+        model = model if cfg.full_finetune else add_lora(model, cfg)
+        model.to(device)
+        summaries[stage.name] = train_stage(method, stage, mcfg, model, pre, records, stage_dir, seed,
+                                            resume, device, progress)
+        done.append({"name": stage.name, "dir": stage.name})
+        atomic_write_json(stages_file, {"method": method.name, "stages": done})
+        del model
+    return summaries

@@ -1,0 +1,126 @@
+"""What a training method declares, and what the loop hands back to it.
+
+A method is a registry entry (``@METHODS.register("dpo")``) with a config dataclass and a list of
+:class:`Stage`. A stage names the sequences it needs — a response taken from the preference
+record, paired with an image variant (``clean``, or a transform such as POVID's diffusion noise
+or OPA-DPO's pixel mask) — and a loss over their per-token log-probabilities under the policy
+and the reference. The loop owns everything else: tokenisation with the expanded image tokens,
+batching, padding, label masks, the vision tower (run once per distinct image per step), the
+reference cache, optimisation, checkpoints and logging.
+
+Every stage starts from the previous stage's model with its adapter merged, gets a fresh LoRA,
+and its reference is that starting model (adapters disabled). This covers HA-DPO/HSA-DPO
+(frozen copy of the base ≡ base with adapters disabled, dropout off), POVID (stage 2 on the
+merged stage-1 model) and OPA-DPO (DPO whose reference is the OPA-SFT model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from bench.data.preference import PreferenceRecord
+
+# An image transform: (pixel tensor [3,H,W] in [0,1] *before* CLIP processing or normalised
+# pixel_values after, see ImageVariant.space, a torch.Generator seeded per sample) -> tensor.
+ImageTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ImageVariant:
+    """A named image input. ``space`` is ``raw`` (float RGB in [0,1], before pad/CLIP) or ``pixel``
+    (the normalised ``pixel_values`` the vision tower sees). ``fixed`` variants are deterministic per
+    sample (seeded by sample id) so their reference log-probs can be cached."""
+
+    name: str
+    transform: ImageTransform | None = None
+    space: str = "raw"
+    fixed: bool = True
+
+
+CLEAN = ImageVariant("clean")
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One (response, image variant) sequence the loss needs, e.g. chosen on the clean image."""
+
+    name: str
+    response: Callable[[PreferenceRecord], str]
+    image: ImageVariant = CLEAN
+    with_reference: bool = True
+
+
+@dataclass
+class LogProbs:
+    """Per-token log-probs of one sequence for a batch: ``[B, T]`` padded, with a 0/1 ``mask``.
+
+    ``tokens`` holds the target token ids (padding 0). ``.sum()`` gives LLaVA/TRL's sequence log-prob
+    (sum over supervised tokens).
+    """
+
+    logps: torch.Tensor
+    mask: torch.Tensor
+    tokens: torch.Tensor
+
+    def sum(self) -> torch.Tensor:
+        return (self.logps * self.mask).sum(-1)
+
+
+@dataclass
+class StepInputs:
+    """What a loss receives: policy and reference log-probs per sequence name, the records,
+    per-sample tensors derived from them, and a hook for extra forwards (POVID)."""
+
+    records: list[PreferenceRecord]
+    policy: dict[str, LogProbs]
+    reference: dict[str, LogProbs]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+LossFn = Callable[[StepInputs, Any], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+
+
+@dataclass
+class Stage:
+    """One training stage. ``kind`` is ``preference`` (needs a reference) or ``sft`` (cross-entropy
+    on the sequences; no reference). ``config_key`` names the TrainConfig field of the method config
+    used for this stage."""
+
+    name: str
+    sequences: list[Sequence]
+    loss: LossFn
+    kind: str = "preference"
+    config_key: str = "train"
+    # Optional: expand one record into several SFT examples (OPA: gt and revision).
+    expand: Callable[[PreferenceRecord], list[PreferenceRecord]] | None = None
+    # Optional hook run after the standard forwards (POVID's arg-max-under-noise sequence).
+    extra_forward: Callable[[Any, StepInputs, Any], None] | None = None
+
+
+class Method:
+    """Base class of a registered training method."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    config_cls: ClassVar[type] = object
+
+    def default_config(self) -> Any:
+        return self.config_cls()
+
+    def stages(self, cfg: Any) -> list[Stage]:
+        raise NotImplementedError
+
+    def load_records(self, path: Path, cfg: Any, image_root: Path | None = None) -> list[PreferenceRecord]:
+        """Read the method's released data format (or our JSONL of PreferenceRecord) into records."""
+        from bench.data.loaders import load_preference_file
+
+        return load_preference_file(path, image_root=image_root)
+
+    def default_data(self, data_root: Path) -> Path:
+        """The bundled synthetic data set this method trains on when no --data is given."""
+        return data_root / "preference" / f"{self.name}.jsonl"
