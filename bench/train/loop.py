@@ -345,13 +345,14 @@ def train_stage(
             for k, v in metrics.items():
                 agg[k] = agg.get(k, 0.0) + float(v.detach().float().mean()) / cfg.grad_accum
         grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        lr_used = sched.get_last_lr()[0]
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         n_pairs = cfg.batch_size * cfg.grad_accum
         dt = time.perf_counter() - t_step
         row = {"step": step + 1, **{k: round(v, 6) for k, v in agg.items()}, "grad_norm": float(grad_norm),
-               "lr": sched.get_last_lr()[0], "pairs_per_s": round(n_pairs / dt, 3)}
+               "lr": lr_used, "pairs_per_s": round(n_pairs / dt, 3)}
         if device.startswith("cuda"):
             row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         append_jsonl(log_path, [row])
