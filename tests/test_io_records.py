@@ -1,0 +1,52 @@
+import json
+import os
+
+import pytest
+
+from bench.errors import DataError
+from bench.io import append_jsonl, atomic_write_json, read_jsonl, truncate_torn_tail
+from bench.records import new_record, update_record
+from bench.pipeline import RunConfig
+
+
+def test_atomic_write_leaves_old_file_when_serialisation_fails(tmp_path):
+    path = tmp_path / "scores.json"
+    atomic_write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]  # no temp file left behind
+
+
+def test_malformed_jsonl_line_names_file_and_line(tmp_path):
+    path = tmp_path / "preds.jsonl"
+    path.write_text('{"id": "1", "text": "yes"}\n{"id": "2", "text": \n{"id": "3"}\n')
+    with pytest.raises(DataError) as err:
+        read_jsonl(path)
+    assert f"{path}:2" in str(err.value) and "malformed JSON" in str(err.value)
+
+
+def test_torn_last_line_is_repaired(tmp_path):
+    path = tmp_path / "p.jsonl"
+    append_jsonl(path, [{"id": "1"}, {"id": "2"}])
+    with path.open("a") as fh:
+        fh.write('{"id": "3", "te')
+    assert [r["id"] for r in read_jsonl(path, repair=True)] == ["1", "2"]
+    truncate_torn_tail(path)
+    assert path.read_text().count("\n") == 2 and path.read_text().endswith("\n")
+
+
+def test_run_record_holds_config_hash_versions_git_and_device(tmp_path):
+    rec = new_record("eval", "tiny-llava", "base", RunConfig(), 0, "cpu")
+    for key in ("config", "config_hash", "seed", "git", "versions", "device", "started", "wall_s", "data_sha256"):
+        assert key in rec
+    for pkg in ("python", "torch", "transformers", "peft", "trl", "accelerate"):
+        assert pkg in rec["versions"]
+    assert rec["device"].startswith("cpu")
+    path = tmp_path / "run.json"
+    atomic_write_json(path, rec)
+    update_record(path, {"wall_s": {"eval/pope": 1.5}, "benchmarks": {"pope": {"version": "3"}}})
+    update_record(path, {"wall_s": {"eval/chair": 2.0}})
+    out = json.loads(path.read_text())
+    assert out["wall_s"] == {"eval/pope": 1.5, "eval/chair": 2.0}
+    assert out["config_hash"] == rec["config_hash"]
