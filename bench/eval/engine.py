@@ -8,8 +8,17 @@ lines are appended and fsynced per batch, so a kill at any moment loses at most 
 flight and never duplicates or corrupts lines.
 
 Decoding: the vicuna_v1 prompt with pad-to-square images (bench.models.llava), greedy or beam
-search as the protocol says. Batches are sorted by prompt length and left-padded with a correct
-attention mask (HF derives position ids from it). ``batch_size=1`` is the reference path.
+search as the protocol says. Two paths:
+
+* **prefix reuse** (greedy, several items per image — POPE): the image and the shared prompt prefix
+  (system sentence, ``USER:``, the image tokens) are run once per image; each question continues
+  from a copy of that KV cache. The vision tower therefore runs once per image, not once per
+  question. Outputs equal the uncached batch-1 path (tested).
+* **batched** (captions — CHAIR, SHR): items sorted by prompt length, left-padded, with an attention
+  mask (HF derives position ids from it). ``batch_size=1`` is the reference path.
+
+``verify_against_bs1`` re-decodes N random items at batch 1 without caching and reports the share
+of identical outputs.
 """
 
 from __future__ import annotations
@@ -69,19 +78,89 @@ def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: Ge
         kwargs["temperature"] = gen.temperature
     out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), pixel_values=pixels, **kwargs)
     texts = pre.tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
-    result = []
-    for t in texts:
-        t = t.strip()
-        for stop in gen.stop:
-            if stop in t:
-                t = t[: t.index(stop)]
-        result.append(t)
-    return result
+    return [_postprocess(t, gen) for t in texts]
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = min(len(s) for s in seqs) - 1  # leave at least one token for the continuation
+    k = 0
+    while k < n and all(s[k] == seqs[0][k] for s in seqs):
+        k += 1
+    return k
+
+
+@torch.no_grad()
+def generate_with_prefix(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: GenerationSettings,
+                         device: str, timings: dict | None = None) -> list[str]:
+    """Greedy decoding of several questions about ONE image, reusing the image+prefix KV cache."""
+    import copy
+
+    prompts = [pre.prompt_ids(it.question) for it in items]
+    k = _common_prefix(prompts)
+    if k <= pre.num_image_tokens:  # prefix must hold the image; otherwise no gain
+        return generate_batch(model, pre, items, gen, device)
+    t0 = time.perf_counter()
+    image = load_image(items[0].image, item=items[0].id)
+    pixels = pre.pixel_values([image]).to(device=device, dtype=next(model.parameters()).dtype)
+    out = model(input_ids=torch.tensor([prompts[0][:k]], device=device), pixel_values=pixels, use_cache=True)
+    cache = out.past_key_values
+    t1 = time.perf_counter()
+    pad = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
+    texts = []
+    for p in prompts:
+        o = model.generate(input_ids=torch.tensor([p], device=device), past_key_values=copy.deepcopy(cache),
+                           max_new_tokens=gen.max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
+                           eos_token_id=pre.tokenizer.eos_token_id)
+        texts.append(_postprocess(pre.tokenizer.decode(o[0, len(p):], skip_special_tokens=True), gen))
+    if timings is not None:
+        timings["prefix_s"] = timings.get("prefix_s", 0.0) + (t1 - t0)
+        timings["decode_s"] = timings.get("decode_s", 0.0) + (time.perf_counter() - t1)
+    return texts
+
+
+def _postprocess(text: str, gen: GenerationSettings) -> str:
+    text = text.strip()
+    for stop in gen.stop:
+        if stop in text:
+            text = text[: text.index(stop)]
+    return text
+
+
+def _groups(items: list[EvalItem], gen: GenerationSettings, batch_size: int, reuse_prefix: bool):
+    """Work units: per-image groups (prefix reuse) or length-sorted batches."""
+    if reuse_prefix and gen.num_beams == 1 and not gen.do_sample:
+        by_image: dict[str, list[EvalItem]] = {}
+        for it in items:
+            by_image.setdefault(it.image, []).append(it)
+        if any(len(g) > 1 for g in by_image.values()):
+            return [("prefix", g) for g in by_image.values()]
+    items = sorted(items, key=lambda it: len(it.question))
+    return [("batch", items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+
+
+def verify_against_bs1(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Path, pred_path: Path, n: int,
+                       device: str = "cpu", seed: int = 0) -> dict:
+    """Re-decode ``n`` random stored items at batch 1 without caching; share of identical outputs."""
+    import random
+
+    stored = {r["id"]: r["text"] for _, r in iter_jsonl(pred_path, repair=True)}
+    items = [it for it in bench.items(data_root) if it.id in stored]
+    sample = random.Random(seed).sample(items, min(n, len(items)))
+    same = 0
+    diffs = []
+    for it in sample:
+        text = generate_batch(model, pre, [it], bench.generation, device)[0]
+        if text == stored[it.id]:
+            same += 1
+        else:
+            diffs.append({"id": it.id, "fast": stored[it.id], "bs1": text})
+    return {"n": len(sample), "identical": same, "agreement": same / len(sample) if sample else float("nan"),
+            "differences": diffs[:20]}
 
 
 def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Path, pred_path: Path,
                   checkpoint_fp: str, device: str = "cpu", batch_size: int = 8, limit: int | None = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, reuse_prefix: bool = True) -> dict:
     """Generate every missing prediction of ``bench``; returns timing and skip statistics."""
     items = bench.items(data_root)
     if limit is not None:
@@ -90,16 +169,15 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     keys = {it.id: prediction_key(checkpoint_fp, bench.fingerprint(), it.id, gen) for it in items}
     cached = load_cached(pred_path, keys)
     todo = [it for it in items if it.id not in cached]
-    todo.sort(key=lambda it: len(it.question))
     skipped: dict[str, str] = {}
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"eval {bench.name}", leave=False)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
+    for mode, chunk in _groups(todo, gen, batch_size, reuse_prefix):
         good = []
         for it in chunk:
             if not Path(it.image).exists():
@@ -107,8 +185,15 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
             else:
                 good.append(it)
         try:
-            texts = generate_batch(model, pre, good, gen, device) if good else []
-        except DataError as exc:  # unreadable image: fall back to one by one
+            if not good:
+                texts = []
+            elif mode == "prefix":
+                texts = generate_with_prefix(model, pre, good, gen, device, timings)
+            else:
+                t_b = time.perf_counter()
+                texts = generate_batch(model, pre, good, gen, device)
+                timings["batched_s"] = timings.get("batched_s", 0.0) + time.perf_counter() - t_b
+        except DataError:  # unreadable image: fall back to one by one
             texts = []
             for it in good:
                 try:
@@ -120,6 +205,8 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
         for it, text in zip(good, texts):
             if text is None:
                 continue
+            if not text:
+                skipped.setdefault(it.id, "empty generation (kept and scored as generated)")
             lines.append({"id": it.id, "text": text, "key": keys[it.id]})
         append_jsonl(pred_path, lines)
         if bar is not None:
@@ -127,4 +214,5 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     if bar is not None:
         bar.close()
     return {"items": len(items), "cached": len(cached), "generated": len(todo) - len(skipped),
-            "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3)}
+            "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3),
+            "timings_s": {k: round(v, 3) for k, v in timings.items()}}
