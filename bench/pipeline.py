@@ -146,24 +146,35 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
 
 def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, benchmarks: list[str], out_dir: Path,
                     data_root: Path, seed: int, device: str, ecfg: EvalConfig, progress: bool = True) -> dict:
-    from bench.eval.engine import run_benchmark
+    from bench.eval.engine import merge_shards, run_benchmark
     from bench.models.loading import load_for_eval
 
+    rank, world = distributed_rank()
+    if world > 1 and device.startswith("cuda"):
+        device = f"cuda:{rank % torch.cuda.device_count()}"
     torch.manual_seed(seed)
     model, pre, entry = load_for_eval(entry_name, adapter, device=device)
     fp = checkpoint_fingerprint(entry.name, adapter)
     run_path = out_dir / "run.json"
-    if not run_path.exists():
-        atomic_write_json(run_path, new_record("eval", entry.name, method_label, ecfg, seed, device,
-                                               checkpoint=adapter or entry.name))
-    update_record(run_path, {"checkpoint_fingerprint": fp, "eval": to_dict(ecfg), "adapter": adapter})
+    if rank == 0:
+        if not run_path.exists():
+            atomic_write_json(run_path, new_record("eval", entry.name, method_label, ecfg, seed, device,
+                                                   checkpoint=adapter or entry.name))
+        update_record(run_path, {"checkpoint_fingerprint": fp, "eval": to_dict(ecfg), "adapter": adapter,
+                                 "world_size": world})
     results = {}
     for name in benchmarks:
         bench = BENCHMARKS.get(name)()
         pred_path = out_dir / "predictions" / f"{name}.jsonl"
         t0 = time.perf_counter()
         gen_stats = run_benchmark(model, pre, bench, data_root, pred_path, fp, device=device,
-                                  batch_size=ecfg.batch_size, limit=ecfg.limit, progress=progress)
+                                  batch_size=ecfg.batch_size, limit=ecfg.limit, progress=progress and rank == 0,
+                                  rank=rank, world=world)
+        if world > 1:
+            gen_stats = _gather_stats(gen_stats)
+            if rank != 0:
+                continue
+            merge_shards(bench, data_root, pred_path, fp, world, ecfg.limit)
         t_gen = time.perf_counter() - t0
         score = score_predictions(bench, pred_path, data_root, out_dir / "scores" / f"{name}.json", ecfg,
                                   gen_stats["skipped"], limit=ecfg.limit)
@@ -175,6 +186,37 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
             "wall_s": {f"eval/{name}": round(t_gen, 3)},
         })
     return results
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) under ``accelerate launch``/torchrun; initialises the process group."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _gather_stats(stats: dict) -> dict:
+    """Barrier + merge per-rank generation statistics (rank 0 gets the union)."""
+    import torch.distributed as dist
+
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, stats)
+    merged = {"items": 0, "cached": 0, "generated": 0, "skipped": {}, "wall_s": 0.0, "timings_s": {}}
+    for st in gathered:
+        for key in ("items", "cached", "generated"):
+            merged[key] += st[key]
+        merged["skipped"].update(st["skipped"])
+        merged["wall_s"] = max(merged["wall_s"], st["wall_s"])
+        for k, v in st["timings_s"].items():
+            merged["timings_s"][k] = merged["timings_s"].get(k, 0.0) + v
+    return merged
 
 
 def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: Path, ecfg: EvalConfig,

@@ -138,6 +138,44 @@ def _groups(items: list[EvalItem], gen: GenerationSettings, batch_size: int, reu
     return [("batch", items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
 
 
+def shard_items(items: list[EvalItem], rank: int, world: int) -> list[EvalItem]:
+    if world <= 1:
+        return items
+    images = sorted({it.image for it in items})
+    mine = set(images[rank::world])
+    return [it for it in items if it.image in mine]
+
+
+def shard_path(pred_path: Path, rank: int) -> Path:
+    return pred_path.with_name(f"{pred_path.name}.rank{rank}")
+
+
+def _keys_of(items: list[EvalItem], checkpoint_fp: str, bench: Benchmark) -> dict[str, str]:
+    return {it.id: prediction_key(checkpoint_fp, bench.fingerprint(), it.id, bench.generation) for it in items}
+
+
+def canonicalise(pred_path: Path, order: list[str], keys: dict[str, str], extra: list[Path] = ()) -> None:
+    """Rewrite predictions in item order (valid lines only), merging shard files if given."""
+    lines: dict[str, dict] = {}
+    for path in [pred_path, *extra]:
+        if path.exists():
+            lines.update(load_cached(path, keys))
+    text = "".join(json.dumps(lines[i], ensure_ascii=False) + "\n" for i in order if i in lines)
+    atomic_write_text(pred_path, text)
+    for path in extra:
+        path.unlink(missing_ok=True)
+
+
+def merge_shards(bench: Benchmark, data_root: Path, pred_path: Path, checkpoint_fp: str, world: int,
+                 limit: int | None = None) -> None:
+    """Rank 0 after a barrier: merge ``<pred>.rank*`` into the canonical predictions file."""
+    items = bench.items(data_root)
+    if limit is not None:
+        items = items[:limit]
+    canonicalise(pred_path, [it.id for it in items], _keys_of(items, checkpoint_fp, bench),
+                 [shard_path(pred_path, r) for r in range(world)])
+
+
 def verify_against_bs1(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Path, pred_path: Path, n: int,
                        device: str = "cpu", seed: int = 0) -> dict:
     """Re-decode ``n`` random stored items at batch 1 without caching; share of identical outputs."""
@@ -160,13 +198,27 @@ def verify_against_bs1(model, pre: LlavaPreprocessor, bench: Benchmark, data_roo
 
 def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Path, pred_path: Path,
                   checkpoint_fp: str, device: str = "cpu", batch_size: int = 8, limit: int | None = None,
-                  progress: bool = True, reuse_prefix: bool = True) -> dict:
-    """Generate every missing prediction of ``bench``; returns timing and skip statistics."""
-    items = bench.items(data_root)
+                  progress: bool = True, reuse_prefix: bool = True, rank: int = 0, world: int = 1) -> dict:
+    """Generate every missing prediction of ``bench``; returns timing and skip statistics.
+
+    With ``world > 1`` (data-parallel processes, e.g. ``accelerate launch``), process ``rank`` takes
+    the images ``rank::world`` (all questions of an image stay together) and writes
+    ``<pred_path>.rank<r>``; :func:`merge_shards` then writes the canonical file. The canonical
+    predictions file is always in the protocol's item order, so 1 and N processes give the same file.
+    """
+    all_items = bench.items(data_root)
     if limit is not None:
-        items = items[:limit]
+        all_items = all_items[:limit]
+    items = shard_items(all_items, rank, world)
+    out_path = pred_path if world == 1 else shard_path(pred_path, rank)
     gen = bench.generation
     keys = {it.id: prediction_key(checkpoint_fp, bench.fingerprint(), it.id, gen) for it in items}
+    if world > 1 and pred_path.exists():  # reuse canonical predictions from an earlier run
+        canon = load_cached(pred_path, _keys_of(all_items, checkpoint_fp, bench))
+        fresh = [r for i, r in canon.items() if i in keys]
+        if fresh and not out_path.exists():
+            append_jsonl(out_path, fresh)
+    pred_path = out_path
     cached = load_cached(pred_path, keys)
     todo = [it for it in items if it.id not in cached]
     skipped: dict[str, str] = {}
@@ -213,6 +265,8 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
+    if world == 1:
+        canonicalise(pred_path, [it.id for it in items], keys)
     return {"items": len(items), "cached": len(cached), "generated": len(todo) - len(skipped),
             "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3),
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}
