@@ -245,12 +245,8 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
 
 
 def write_leaderboard(out: Path) -> dict:
-    try:
-        from bench.leaderboard import write_leaderboards
-    except ImportError:
-        from bench.leaderboard_min import write_markdown  # pragma: no cover
+    from bench.leaderboard import write_leaderboards
 
-        return {"md": write_markdown(out)}
     return write_leaderboards(out)
 
 

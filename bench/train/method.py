@@ -122,5 +122,7 @@ class Method:
         return load_preference_file(path, image_root=image_root)
 
     def default_data(self, data_root: Path) -> Path:
-        """The bundled synthetic data set this method trains on when no --data is given."""
-        return data_root / "preference" / f"{self.name}.jsonl"
+        """The bundled synthetic data set this method trains on when no --data is given: the method's
+        own file ``preference/<name>.jsonl`` if the data pipelines made one, else the shared pairs."""
+        own = data_root / "preference" / f"{self.name}.jsonl"
+        return own if own.exists() else data_root / "preference" / "pairs.jsonl"
