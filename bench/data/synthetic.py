@@ -262,7 +262,7 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 800, n_eva
     # Method-agnostic preference pairs on separate images: correct vs partner-hallucinated answers.
     pairs = []
     for s in pref:
-        img = str(Path("coco/train2014") / s.file_name)
+        img = str(Path("..") / "coco" / "train2014" / s.file_name)  # relative to preference/
         anchors = [o for o in s.objects if o in BIAS_PAIRS and BIAS_PAIRS[o] not in s.objects]
         if anchors:
             bad = list(s.objects) + [BIAS_PAIRS[a] for a in anchors]
