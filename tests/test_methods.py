@@ -98,3 +98,19 @@ def test_method_trains_lora_and_leaves_frozen_weights(name, tiny, tmp_path):
     projector_trained = any(getattr(cfg, f).train_projector for f in vars(cfg)
                             if type(getattr(cfg, f)).__name__ == "TrainConfig")
     assert any("multi_modal_projector" in k for k in changed) == projector_trained
+
+
+def test_povid_noise_schedule_and_mixed_loss():
+    from methods.povid import PovidConfig, add_diffusion_noise, diffusion_alpha_bar, povid_stage2_loss
+
+    assert diffusion_alpha_bar(500) == pytest.approx(0.745, abs=2e-3)  # x ≈ 0.863·x0 + 0.505·ε (methods.md §2.1)
+    img = torch.full((3, 4, 4), 0.5)
+    noisy = add_diffusion_noise(img, torch.Generator().manual_seed(0))
+    assert noisy.min() >= 0 and noisy.max() <= 1 and not torch.equal(noisy, img)
+    recs = [PreferenceRecord("a", "x.png", "q", "c", "r")]
+    policy = {"chosen": _lp([[-1.0]]), "rejected": _lp([[-2.0]]), "noise_rejected": _lp([[-4.0]])}
+    ref = {"chosen": _lp([[-1.0]]), "rejected": _lp([[-1.0]]), "noise_rejected": _lp([[-3.0]])}
+    loss, m = povid_stage2_loss(StepInputs(recs, policy, ref), PovidConfig(beta=1.0))
+    text = -math.log(1 / (1 + math.exp(-1.0)))   # margin (0) - (-1) = 1
+    noise = -math.log(1 / (1 + math.exp(-1.0)))  # margin (0) - (-4 + 3) = 1
+    assert loss.item() == pytest.approx(0.5 * text + 0.5 * noise, abs=1e-6)

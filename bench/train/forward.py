@@ -83,16 +83,19 @@ def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tens
 
 
 def supervised_logps(
-    llava: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, chunk_tokens: int = 4096
+    llava: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, chunk_tokens: int = 4096,
+    alt_targets: list[torch.Tensor] | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Log-probs and argmax of the supervised next tokens, per sequence (1-D tensors).
 
     Position t predicts label t+1 (the usual shift). Returns (logps, targets, argmax) lists.
+    ``alt_targets`` (one 1-D tensor per sequence, one id per supervised position) scores other
+    tokens at the same positions under the same context (POVID's arg-max-under-noise sequence).
     """
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
     h = hidden[:, :-1][mask]  # [M, D]
-    tgt = targets[mask]
+    tgt = targets[mask] if alt_targets is None else torch.cat(alt_targets).to(targets.device)
     logps, argmax = [], []
     for start in range(0, h.shape[0], chunk_tokens):
         logits = llava.lm_head(h[start : start + chunk_tokens]).float()
@@ -106,11 +109,12 @@ def supervised_logps(
 
 
 def sequence_logps(
-    model: torch.nn.Module, batch: EncodedBatch, pixel_values: torch.Tensor
+    model: torch.nn.Module, batch: EncodedBatch, pixel_values: torch.Tensor,
+    alt_targets: list[torch.Tensor] | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Vision once per image, language model once per sequence, lm_head on response tokens only."""
     llava = llava_of(model)
     dtype = next(llava.model.vision_tower.parameters()).dtype
     feats = image_features(llava, pixel_values.to(dtype))
     hidden = hidden_states(llava, batch, feats)
-    return supervised_logps(llava, hidden, batch.labels)
+    return supervised_logps(llava, hidden, batch.labels, alt_targets=alt_targets)

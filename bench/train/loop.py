@@ -141,11 +141,14 @@ def _gather(enc: Encoded, lp: list[torch.Tensor], tg: list[torch.Tensor], names:
     return out
 
 
-def run_sequences(model, pre, records, sequences, cfg, seed, epoch, device, pad_id):
+def run_sequences(model, pre, records, sequences, cfg, seed, epoch, device, pad_id, alt_targets=None):
+    """Per-token log-probs of ``sequences`` for ``records`` (one forward); ``alt_targets`` as in forward.py."""
     enc = encode(pre, records, sequences, cfg, seed, epoch)
     batch = pad_batch(enc.seqs, pad_id, enc.image_index)
     batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
-    lp, tg, am = sequence_logps(model, batch, enc.pixels.to(device))
+    lp, tg, am = sequence_logps(model, batch, enc.pixels.to(device), alt_targets=alt_targets)
+    if alt_targets is not None:
+        tg = list(alt_targets)
     names = [s.name for s in sequences]
     return _gather(enc, lp, tg, names, len(records), device), enc, (lp, tg, am)
 
