@@ -114,3 +114,50 @@ def test_povid_noise_schedule_and_mixed_loss():
     text = -math.log(1 / (1 + math.exp(-1.0)))   # margin (0) - (-1) = 1
     noise = -math.log(1 / (1 + math.exp(-1.0)))  # margin (0) - (-4 + 3) = 1
     assert loss.item() == pytest.approx(0.5 * text + 0.5 * noise, abs=1e-6)
+
+
+def test_opa_pair_loss_sequence_and_position_aligned_forms():
+    from methods.opa_dpo import pair_loss
+
+    pol = {"c": _lp([[-1.0, -2.0]], [[1, 1]]), "r": _lp([[-3.0, 0.0, 0.0]], [[1, 0, 0]])}
+    ref = {"c": _lp([[-1.5, -2.5]], [[1, 1]]), "r": _lp([[-2.0, 0.0, 0.0]], [[1, 0, 0]])}
+    wc, wr = torch.tensor([[2.0, 1.0]]), torch.ones(1, 3)
+    seq = pair_loss(pol, ref, "c", "r", 1.0, wc, wr, per_token_aligned=False)
+    # Σ w Δ chosen = 2*0.5 + 1*0.5 = 1.5 ; rejected = -1 -> logit 2.5
+    assert seq.item() == pytest.approx(-math.log(1 / (1 + math.exp(-2.5))), abs=1e-6)
+    tok = pair_loss(pol, ref, "c", "r", 1.0, wc, wr, per_token_aligned=True)
+    # positions: (1 - -1) = 2, (0.5 - 0) = 0.5, (0 - 0) = 0 (padding adds log 2) -> mean of three
+    sp = lambda x: -math.log(1 / (1 + math.exp(-x)))  # noqa: E731
+    assert tok.item() == pytest.approx((sp(2.0) + sp(0.5) + sp(0.0)) / 3, abs=1e-6)
+
+
+def test_opa_masked_image_sets_thirty_percent_to_the_mean_deterministically():
+    from methods.opa_dpo import mask_pixels
+
+    x = torch.arange(2 * 10 * 10, dtype=torch.float32).reshape(2, 10, 10)
+    a = mask_pixels(x, torch.Generator().manual_seed(3))
+    b = mask_pixels(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    changed = (a != x).any(0)
+    assert changed.sum().item() == 30 and torch.all(a[:, changed] == x.mean())
+
+
+def test_opa_loader_reads_the_report_format(tmp_path):
+    import json
+
+    from bench.data.formats import load_opa
+    from bench.errors import DataError
+
+    report = {"0": {"copied_content": "A dog and a fork.", "rewritten_content": "A dog.", "score": 2,
+                    "error_type": "image_recognition_error"}, "Added": {"rewritten_content": "A cup."}}
+    row = {"image": "x.png", "queries": "<image>\nDescribe.", "standard_response": "A dog and a cup.",
+           "original_generate_response": "A dog and a fork.", "AI_pseudo_response": "A dog. A cup.",
+           "AI_json_report": json.dumps(report)}
+    path = tmp_path / "opa.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "AI_json_report": "{oops"}) + "\n")
+    with pytest.raises(DataError, match="opa.jsonl:2 field 'AI_json_report'"):
+        load_opa(path)
+    path.write_text(json.dumps(row) + "\n")
+    (rec,) = load_opa(path)
+    assert rec.extra["revision"] == "A dog. A cup." and rec.extra["rollout"] == "A dog and a fork."
+    assert rec.extra["sentences"][0]["score"] == 2 and rec.question == "Describe."

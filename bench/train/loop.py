@@ -413,6 +413,7 @@ def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord
     from bench.models.loading import apply_checkpoint
 
     ckpt = Path(out_dir) / "checkpoint"
+    records = method.prepare_records(records)
     done: list[dict] = []
     summaries: dict[str, Any] = {}
     stages_file = ckpt / "stages.json"

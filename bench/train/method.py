@@ -115,6 +115,10 @@ class Method:
     def stages(self, cfg: Any) -> list[Stage]:
         raise NotImplementedError
 
+    def prepare_records(self, records: list[PreferenceRecord]) -> list[PreferenceRecord]:
+        """Complete method-specific fields before training (default: unchanged)."""
+        return records
+
     def load_records(self, path: Path, cfg: Any, image_root: Path | None = None) -> list[PreferenceRecord]:
         """Read the method's released data format (or our JSONL of PreferenceRecord) into records."""
         from bench.data.loaders import load_preference_file
