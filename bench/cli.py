@@ -91,6 +91,18 @@ def cmd_eval(args) -> int:
                           progress=not args.quiet)
     for name, score in res.items():
         print(name, json.dumps(score.get("metrics", {}), indent=None))
+    if args.verify_against_bs1:
+        from bench.eval.engine import verify_against_bs1
+        from bench.models.loading import load_for_eval
+        from bench.registry import BENCHMARKS
+
+        model, pre, _ = load_for_eval(args.model, args.adapter, device=resolve_device(args.device))
+        for name in res:
+            check = verify_against_bs1(model, pre, BENCHMARKS.get(name)(), data_root_for(entry, args.data_root),
+                                       out / "predictions" / f"{name}.jsonl", args.verify_against_bs1,
+                                       resolve_device(args.device), seed=args.seed)
+            print(f"{name}: fast path vs batch-1 HF generate: {check['identical']}/{check['n']} identical"
+                  f" (agreement {check['agreement']:.4f})")
     return 0
 
 
@@ -190,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label", default=None, help="method label for the output folder")
     sp.add_argument("--limit", type=int, default=None)
     sp.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    sp.add_argument("--verify-against-bs1", dest="verify_against_bs1", type=int, default=0, metavar="N",
+                    help="re-decode N random items at batch 1 without caching and report the agreement")
     common(sp)
     sp.set_defaults(func=cmd_eval)
 

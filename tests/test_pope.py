@@ -68,3 +68,13 @@ def test_malformed_question_line_names_file_and_line(tmp_path):
                     '{"question_id": 2, "image": "a.jpg", "text": "Is there a cat?", "label": "maybe"}\n')
     with pytest.raises(DataError, match=r"q.json:2 field 'label'"):
         read_questions(path)
+
+
+def test_pope_scores_9000_answers_fast(benchmark):
+    """pytest-benchmark figure for scoring 9000 answers (3 splits x 3000) with the official parser."""
+    from metrics.pope import score_split
+
+    texts = ["Yes", "No, there is not.", "There is a dog. No cat.", "no"] * 750
+    labels = ["yes", "no", "yes", "no"] * 750
+    out = benchmark(lambda: [score_split(labels, texts) for _ in range(3)])
+    assert out[0]["confusion"]["TP"] == 1500 and out[0]["accuracy"] == 1.0

@@ -221,9 +221,11 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 800, n_eva
     root = Path(root)
     rng = random.Random(seed)
     train = make_scenes(root, "train", n_train, rng, partner_rate=0.85, first_id=100000, min_objects=1)
-    evals = make_scenes(root, "val", n_eval, rng, partner_rate=0.0, first_id=1, min_objects=3)
-    # evaluation: anchors without partners half of the time (partner_rate 0 above, anchors forced below)
-    pref = make_scenes(root, "train", n_pref, rng, partner_rate=0.3, first_id=200000, min_objects=1)
+    # Evaluation images: an anchor shows its partner half of the time, so POPE's co-occurrence statistics
+    # make the partner the adversarial negative, and half of the anchors appear without it.
+    evals = make_scenes(root, "val", n_eval, random.Random(seed + 1000), partner_rate=0.5, first_id=1, min_objects=3)
+    pref = make_scenes(root, "train", n_pref, random.Random(seed + 2000), partner_rate=0.3, first_id=200000,
+                       min_objects=1)
 
     ann = root / "coco" / "annotations"
     for split, scenes, noisy in (("train", train + pref, True), ("val", evals, False)):
@@ -239,6 +241,7 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 800, n_eva
 
     for split in ("random", "popular", "adversarial"):
         write_jsonl(root / "pope" / "v3" / f"coco_pope_{split}.json", build_pope(evals, split, random.Random(seed + 7)))
+    rng = random.Random(seed + 3000)  # everything below draws from its own stream
     write_jsonl(root / "chair" / "synthetic_eval.jsonl",
                 [{"image_id": s.image_id, "image": s.file_name} for s in evals])
 
