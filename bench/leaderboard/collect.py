@@ -79,8 +79,14 @@ def collect(out: str | Path) -> Table:
     columns: dict[str, Column] = {}
     for run_path in runs:
         rec = read_json(run_path)
+        ckpt = str(rec.get("checkpoint", ""))
+        if Path(ckpt).is_absolute():  # tables never carry a machine's absolute paths
+            try:
+                ckpt = str(Path(ckpt).relative_to(out.resolve()))
+            except ValueError:
+                ckpt = Path(ckpt).name
         row = Row(rec.get("model", run_path.parent.parent.name), rec.get("method", run_path.parent.name),
-                  str(rec.get("checkpoint", "")), rec.get("started", ""), (rec.get("git") or {}).get("revision"))
+                  ckpt, rec.get("started", ""), (rec.get("git") or {}).get("revision"))
         for score_path in sorted((run_path.parent / "scores").glob("*.json")):
             score = read_json(score_path)
             proto = score.get("protocol", score_path.stem)
