@@ -20,7 +20,7 @@ class TinyLlava:
     # Scale profile: the papers' learning rates (1e-7 … 2e-5) barely move a 1M-parameter model in the
     # few dozen CPU steps of the embedded run; these settings apply to every method's TrainConfig and
     # are recorded in each run.json. Per-method overrides still win.
-    train_profile = {"*train": {"lr": 2e-3, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "batch_size": 8,
+    train_profile = {"*train": {"lr": 1e-4, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "batch_size": 8,
                                 "grad_accum": 1, "max_length": 256, "epochs": 1, "max_steps": 40,
                                 "warmup_ratio": 0.05, "bf16": False}}
 
