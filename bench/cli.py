@@ -235,9 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--seed", type=int, default=0)
     dv = dsub.add_parser("verify", help="re-check sha256 of prepared/fetched data")
     dv.add_argument("--root", default=None)
-    df = dsub.add_parser("fetch", help="download a dataset (network)")
+    df = dsub.add_parser("fetch", help="download a dataset (network); `fetch list` shows the sources")
     df.add_argument("name")
     df.add_argument("--root", default=None)
+    df.add_argument("--with-images", dest="with_images", action="store_true", help="hadpo-data/povid-data: images too")
+    df.add_argument("--from", dest="from_path", default=None, help="opa-dpo-data: convert a manual download")
+    df.add_argument("--quiet", action="store_true")
+    from bench.data.cli import add_build_parser
+
+    add_build_parser(dsub)
     sp.set_defaults(func=cmd_data)
 
     sp = sub.add_parser("perf", help="performance benchmarks")

@@ -1,8 +1,21 @@
-"""``python -m bench data prepare|verify|fetch``."""
+"""``python -m bench data prepare|verify|fetch|build``.
+
+* ``prepare [--out DIR] [--seed N]`` — the synthetic glyph world (:func:`bench.data.synthetic.prepare_synthetic`),
+  default ``<data_dir>/synthetic``.
+* ``verify [--root DIR]`` — re-check every sha256 recorded in ``<root>/manifest.json`` and report each
+  file (ok / MODIFIED / MISSING); exit 1 if any is not ok. Without ``--root``: the data root and the
+  synthetic world under it, whichever have a manifest.
+* ``fetch NAME [--root DIR] [--with-images] [--from PATH]`` — :mod:`bench.data.fetch` (``fetch list``
+  prints the table of sources).
+* ``build METHOD --model M --out DIR`` — the method's data pipeline (:mod:`bench.data.pipelines`):
+  generations of checkpoint M (+ ``--adapter``) on annotated images of ``--data-root`` (default: the
+  model's data root, the synthetic world for ``tiny-llava``), feedback from ``--feedback`` (``annotation``
+  offline, or ``openai``), released format + ``summary.json`` in DIR; resumable.
+"""
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -10,21 +23,161 @@ from bench.io import read_json, sha256_file
 from bench.paths import data_dir
 
 
-def verify(root: Path) -> list[str]:
-    """Re-check every sha256 recorded in ``root/manifest.json``; returns the problems found."""
-    manifest_path = root / "manifest.json"
+def verify_report(root: Path) -> list[tuple[str, str]]:
+    """``[(relpath, "ok"|"MODIFIED"|"MISSING")]`` for every file recorded in ``root/manifest.json``."""
+    manifest_path = Path(root) / "manifest.json"
     if not manifest_path.exists():
-        raise BenchError(f"{manifest_path}: no manifest (run `python -m bench data prepare` or `bench data fetch`)")
-    problems = []
-    for rel, digest in read_json(manifest_path).get("files", {}).items():
-        path = root / rel
+        raise BenchError(f"{manifest_path}: no manifest (run `python -m bench data prepare` or"
+                         " `python -m bench data fetch NAME` first)")
+    out = []
+    for rel, digest in sorted(read_json(manifest_path).get("files", {}).items()):
+        path = Path(root) / rel
         if not path.exists():
-            problems.append(f"{rel}: missing")
+            out.append((rel, "MISSING"))
         elif sha256_file(path) != digest:
-            problems.append(f"{rel}: sha256 mismatch")
-    return problems
+            out.append((rel, "MODIFIED"))
+        else:
+            out.append((rel, "ok"))
+    return out
 
 
+def verify(root: Path) -> list[str]:
+    """Problems found in ``root`` (kept for callers of the earlier API): ``"<rel>: missing"`` / ``"<rel>:
+    sha256 mismatch"``."""
+    words = {"MISSING": "missing", "MODIFIED": "sha256 mismatch"}
+    return [f"{rel}: {words[state]}" for rel, state in verify_report(root) if state != "ok"]
+
+
+def cmd_verify(args) -> int:
+    if args.root:
+        roots = [Path(args.root)]
+    else:
+        roots = [r for r in (data_dir(), data_dir() / "synthetic") if (r / "manifest.json").exists()]
+        if not roots:
+            raise BenchError(f"no manifest under {data_dir()} (run `python -m bench data prepare` or"
+                             " `python -m bench data fetch NAME`, or pass --root)")
+    bad_total = 0
+    for root in roots:
+        report = verify_report(root)
+        bad = [(rel, st) for rel, st in report if st != "ok"]
+        quiet = getattr(args, "quiet", False)
+        for rel, state in report:
+            if state != "ok" or not quiet:
+                print(f"{state:<8} {rel}")
+        print(f"{root}: {len(report) - len(bad)} ok, {len(bad)} problem(s)" if bad else f"{root}: OK ({len(report)} files)")
+        bad_total += len(bad)
+    return 1 if bad_total else 0
+
+
+# --------------------------------------------------------------------------------------------- build
+def model_generate(model_name: str, adapter: str | None, device: str, max_new_tokens: int, sample: bool,
+                   temperature: float, batch_size: int, dtype: str, seed: int):
+    """(generate(images, prompts) -> texts, generator id) for a checkpoint, through the eval engine."""
+    import torch
+
+    from bench.benchmark import EvalItem, GenerationSettings
+    from bench.eval.engine import generate_batch
+    from bench.models.loading import load_for_eval
+    from bench.pipeline import checkpoint_fingerprint, load_plugins, resolve_device
+
+    load_plugins()
+    device = resolve_device(device)
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    torch.manual_seed(seed)
+    model, pre, entry = load_for_eval(model_name, adapter, dtype=torch_dtype, device=device)
+    gen = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature)
+
+    def generate(images: list[str], prompts: list[str]) -> list[str]:
+        out: list[str] = []
+        for start in range(0, len(images), max(1, batch_size)):
+            items = [EvalItem(str(start + k), img, q) for k, (img, q) in
+                     enumerate(zip(images[start:start + batch_size], prompts[start:start + batch_size]))]
+            out.extend(generate_batch(model, pre, items, gen, device))
+        return out
+
+    gid = (f"{entry.name}:{checkpoint_fingerprint(entry.name, adapter)[:16]}:tok{max_new_tokens}:"
+           f"{'sample-t' + str(temperature) if sample else 'greedy'}:{dtype}")
+    return generate, gid, entry
+
+
+def cmd_build(args) -> int:
+    from bench.data.pipelines import PIPELINES, BuildOptions, format_summary, load_source, run_pipeline
+    from bench.feedback import AnnotationFeedback, make_feedback
+
+    method = args.method.replace("_", "-")
+    pipeline = PIPELINES.get(method)()
+    generate, gid, entry = None, "none", None
+    if pipeline.needs_model:
+        sample = method == "opa-dpo" if args.sample is None else args.sample
+        temperature = args.temperature if args.temperature is not None else 1.0
+        generate, gid, entry = model_generate(args.model, args.adapter, args.device, args.max_new_tokens, sample,
+                                              temperature, args.batch_size, args.dtype, args.seed)
+    if args.data_root:
+        root = Path(args.data_root)
+    else:
+        if entry is None:
+            from bench.models.loading import model_entry
+            from bench.pipeline import load_plugins
+
+            load_plugins()
+            entry = model_entry(args.model)
+        root = Path(entry.default_data_root())
+    source = load_source(args.source, root, split=args.split, limit=args.limit, seed=args.seed)
+    out = Path(args.out)
+    fb_kwargs = {}
+    if args.feedback == "openai":
+        fb_kwargs = {"model": args.feedback_model, "api_key_env": args.api_key_env, "question": args.prompt}
+        if args.feedback_base_url:
+            fb_kwargs["base_url"] = args.feedback_base_url
+        feedback = make_feedback("openai", cache_dir=out / "cache", **fb_kwargs)
+    elif args.feedback == "annotation":
+        feedback = AnnotationFeedback(cooccurrence=source.cooccurrence, frequency=source.frequency)
+    else:
+        feedback = make_feedback(args.feedback, cache_dir=out / "cache")
+    params = {k: v for k, v in (("variants", args.variants), ("score", args.score), ("injections", args.injections))
+              if v is not None}
+    opts = BuildOptions(out=out, feedback=feedback, generate=generate, generator_id=gid, seed=args.seed,
+                        batch_size=args.batch_size, prompt=args.prompt, progress=not args.quiet, images=args.images,
+                        params=params)
+    summary = run_pipeline(pipeline, source, opts)
+    print(format_summary(summary))
+    print(f"summary: {out / 'summary.json'}", file=sys.stderr)
+    return 0
+
+
+def add_build_parser(dsub) -> None:
+    """The ``data build`` sub-command's arguments (called from :func:`bench.cli.build_parser`)."""
+    db = dsub.add_parser("build", help="build a method's preference data with its pipeline (model + feedback)")
+    db.add_argument("method", help="ha-dpo | povid | hsa-dpo | opa-dpo")
+    db.add_argument("--model", default="tiny-llava", help="checkpoint that generates (registered name or llava-hf dir)")
+    db.add_argument("--adapter", default=None, help="loop checkpoint / peft adapter applied to --model")
+    db.add_argument("--out", required=True)
+    db.add_argument("--data-root", dest="data_root", default=None, help="annotated images (default: the model's data root)")
+    db.add_argument("--source", default="coco", choices=["coco", "vg"], help="coco (also the synthetic world) or vg")
+    db.add_argument("--split", default="train", help="COCO split (default train; val2014 holds the eval images)")
+    db.add_argument("--limit", type=int, default=None, help="use a seeded sample of N images")
+    db.add_argument("--feedback", default="annotation", help="annotation (offline) | openai | a plugin")
+    db.add_argument("--feedback-model", dest="feedback_model", default="gpt-4o")
+    db.add_argument("--feedback-base-url", dest="feedback_base_url", default=None)
+    db.add_argument("--api-key-env", dest="api_key_env", default="OPENAI_API_KEY")
+    db.add_argument("--prompt", default="Describe this image in detail.")
+    db.add_argument("--seed", type=int, default=0)
+    db.add_argument("--batch-size", dest="batch_size", type=int, default=8)
+    db.add_argument("--device", default="auto")
+    db.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    db.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=512)
+    db.add_argument("--sample", dest="sample", action="store_true", default=None,
+                    help="sample instead of greedy (default: sampling for opa-dpo, greedy otherwise)")
+    db.add_argument("--greedy", dest="sample", action="store_false")
+    db.add_argument("--temperature", type=float, default=None)
+    db.add_argument("--images", default="link", choices=["link", "copy"], help="hard-link (default) or copy images")
+    db.add_argument("--variants", type=int, default=None, help="ha-dpo: style variants per pair (default 3)")
+    db.add_argument("--score", default=None, help="hsa-dpo: rejected_score aggregation max|mean|sum (default max)")
+    db.add_argument("--injections", type=int, default=None, help="povid: hallucinations injected per answer (default 1)")
+    db.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# --------------------------------------------------------------------------------------------- entry
 def main_data(args) -> int:
     if args.data_cmd == "prepare":
         from bench.data.synthetic import prepare_synthetic
@@ -34,16 +187,11 @@ def main_data(args) -> int:
         print(f"synthetic world written to {out}: {manifest['images']} images, {len(manifest['files'])} files")
         return 0
     if args.data_cmd == "verify":
-        root = Path(args.root) if args.root else data_dir() / "synthetic"
-        problems = verify(root)
-        for p in problems:
-            print(p)
-        print(f"{root}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-        return 1 if problems else 0
+        return cmd_verify(args)
     if args.data_cmd == "fetch":
-        try:
-            from bench.data.fetch import main_fetch
-        except ModuleNotFoundError:
-            raise BenchError("`bench data fetch` is not available in this build (bench/data/fetch.py missing)") from None
+        from bench.data.fetch import main_fetch
+
         return main_fetch(args)
+    if args.data_cmd == "build":
+        return cmd_build(args)
     raise BenchError(f"unknown data command {args.data_cmd!r}")
