@@ -116,6 +116,16 @@ class PovidMethod(Method):
     version = "1"
     config_cls = PovidConfig
 
+    def load_records(self, path, cfg, image_root=None):
+        """POVID's released JSON list (``conversations``/``rejected_conversations``) or our JSONL."""
+        from pathlib import Path
+
+        from bench.data.formats import load_povid
+
+        if Path(path).suffix == ".json":
+            return load_povid(Path(path), image_root)
+        return super().load_records(path, cfg, image_root)
+
     def stages(self, cfg: PovidConfig) -> list[Stage]:
         return [Stage("stage1", [CHOSEN, REJECTED], dpo_stage_loss, config_key="stage1"),
                 Stage("stage2", [CHOSEN, REJECTED], povid_stage2_loss, config_key="stage2",

@@ -161,3 +161,23 @@ def test_opa_loader_reads_the_report_format(tmp_path):
     (rec,) = load_opa(path)
     assert rec.extra["revision"] == "A dog. A cup." and rec.extra["rollout"] == "A dog and a fork."
     assert rec.extra["sentences"][0]["score"] == 2 and rec.question == "Describe."
+
+
+def test_povid_loader_reads_the_released_format(tmp_path):
+    import json
+
+    from bench.data.formats import load_povid
+    from bench.errors import DataError
+
+    row = {"id": "COCO_train2014_1", "image": "a.jpg",
+           "conversations": [{"from": "human", "value": "<image>\nDescribe this image in detail."},
+                             {"from": "gpt", "value": "A dog."}],
+           "rejected_conversations": [{"from": "human", "value": "<image>\nDescribe this image in detail."},
+                                      {"from": "gpt", "value": "A dog and a cat."}]}
+    path = tmp_path / "povid.json"
+    path.write_text(json.dumps([row]))
+    (rec,) = load_povid(path)
+    assert (rec.question, rec.chosen, rec.rejected) == ("Describe this image in detail.", "A dog.", "A dog and a cat.")
+    path.write_text(json.dumps([{**row, "rejected_conversations": [{"from": "human"}]}]))
+    with pytest.raises(DataError, match="povid.json:1 field 'conversations'"):
+        load_povid(path)
