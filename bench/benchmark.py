@@ -12,6 +12,7 @@ default ``tiny-llava`` reads the bundled synthetic world, laid out the same way.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ class EvalItem:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
-class Benchmark:
+class Benchmark(abc.ABC):
     """Base class of a benchmark protocol. Subclasses set the class attributes and two methods.
 
     Class attributes (the declaration; all of them enter :meth:`fingerprint`):
@@ -58,17 +59,17 @@ class Benchmark:
     # Headline metrics for leaderboards: metric key -> (label, higher_is_better)
     headline: ClassVar[dict[str, tuple[str, bool]]] = {}
 
+    @abc.abstractmethod
     def items(self, data_root: Path) -> list[EvalItem]:
         """The generation requests of this protocol, read from files under ``data_root``."""
-        raise NotImplementedError
 
     def data_files(self, data_root: Path) -> list[Path]:
         """Files this protocol reads (their sha256 goes into run records)."""
         return []
 
+    @abc.abstractmethod
     def score(self, predictions: list[dict], data_root: Path, **kw: Any) -> dict:
         """Stored predictions (``{"id", "text"}``) → score dict with ``metrics`` and ``protocol``."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers
     @classmethod

@@ -17,6 +17,7 @@ logs, records, caches or error messages.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import re
@@ -57,7 +58,7 @@ class ReplyCache:
             append_jsonl(self.path, [{"judge": judge_id, "prompt_sha256": key[1], "reply": reply}])
 
 
-class CachedJudge:
+class CachedJudge(abc.ABC):
     judge_id = "base"
 
     def __init__(self, cache_dir: Path | None = None):
@@ -71,8 +72,9 @@ class CachedJudge:
         self.cache.put(self.judge_id, prompt, reply)
         return reply
 
+    @abc.abstractmethod
     def reply(self, prompt: str) -> str:
-        raise NotImplementedError
+        """The judge's answer to ``prompt`` (uncached)."""
 
 
 class OpenAIJudge(CachedJudge):
