@@ -1,28 +1,56 @@
-"""``python -m bench leaderboard [--out OUT] [--formats md,csv,…] [--paper NAME] [--check DIR]``."""
+"""``python -m bench leaderboard [--out OUT] [--formats md,csv,tex,json,html] [--paper NAME] [--check DIR]``.
+
+The lead's ``bench/cli.py`` parses the arguments and calls::
+
+    main_leaderboard(out: Path | str = "runs", formats: Sequence[str] | str | None = None,
+                     paper: str | None = None, check: Path | str | None = None) -> int
+
+* default: collect the run records under ``out``, write ``out/leaderboard.<ext>`` for each format
+  (all five when ``formats`` is None; ``"md,csv"`` or ``["md", "csv"]`` otherwise), print the
+  Markdown table and the paths written; returns 0.
+* ``paper="ha-dpo"`` (or povid, hsa-dpo, opa-dpo): print that paper's reported numbers beside the
+  ones reproduced from the records under ``out``, with Δ (see :mod:`bench.leaderboard.papers`);
+  writes nothing; returns 0.
+* ``check=DIR``: regenerate in memory from the records under ``out`` and compare with
+  ``DIR/leaderboard.<ext>`` for each format; prints each stale file with a short diff; returns 0 when
+  all are up to date, 1 otherwise (for CI: ``python -m bench leaderboard --out leaderboards/runs
+  --check leaderboards``).
+
+Errors in the records (none found, a malformed file, mixed protocol versions in one column, an
+unknown format or paper) raise :class:`bench.errors.BenchError`, which the CLI reports as one line
+with exit status 2.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
-from bench.leaderboard import check_up_to_date, write_leaderboards
 from bench.leaderboard.papers import paper_table
+from bench.leaderboard.write import check_up_to_date, explain_difference, parse_formats, write_leaderboards
 
 
-def main_leaderboard(out: Path, formats: list[str], paper: str | None = None, check: Path | None = None) -> int:
-    """Write tables for the records under ``out``; print a paper table; or check ``check`` is up to date."""
+def main_leaderboard(out: Path | str = "runs", formats: Sequence[str] | str | None = None,
+                     paper: str | None = None, check: Path | str | None = None) -> int:
+    """Write, print or check leaderboards built from the run records under ``out`` (see module doc)."""
+    out = Path(out)
+    fmts = parse_formats(formats)
     if paper:
-        print(paper_table(paper, out))
+        print(paper_table(paper, out), end="")
         return 0
     if check is not None:
-        stale = check_up_to_date(out, check)
+        stale = check_up_to_date(out, Path(check), fmts)
         for path in stale:
-            print(f"stale: {path} (regenerate with `python -m bench leaderboard --out {out}`)")
-        print("leaderboards up to date" if not stale else f"{len(stale)} stale table(s)")
-        return 1 if stale else 0
-    written = write_leaderboards(out, formats)
-    md = written.get("md")
-    if md:
-        print(md.read_text())
-    for fmt, path in written.items():
+            print(explain_difference(out, path))
+        if stale:
+            print(f"{len(stale)} stale leaderboard file(s) in {check}; regenerate with "
+                  f"`python -m bench leaderboard --out {out}` and copy leaderboard.* into {check}")
+            return 1
+        print(f"leaderboards in {check} are up to date with the records under {out}")
+        return 0
+    written = write_leaderboards(out, fmts)
+    if "md" in written:
+        print(written["md"].read_text(encoding="utf-8"))
+    for path in written.values():
         print(f"wrote {path}")
     return 0

@@ -1,25 +1,66 @@
 """Collect leaderboard rows from run records: ``OUT/<model>/<method>/{run.json, scores/*.json}``.
 
-Rows = (model, method, checkpoint); columns = a protocol's headline metrics (the registered
-Benchmark's ``headline``; all metrics of the score file when the protocol is not registered).
-A column whose protocol (name, version, fingerprint) differs across rows is refused with an
-error naming both, never silently mixed.
+Input formats are the ones in ``docs/CONVENTIONS.md`` (run records and score files). Nothing else is
+read: a leaderboard is a pure function of the records, so it can be regenerated and checked.
+
+* Rows = one run record each, keyed (model, method, checkpoint); a record without any score file
+  (a training-only record) is not a row. Order: model, then ``base`` first, then method, checkpoint.
+* Columns = (protocol, metric). Which metrics of a protocol become columns: the registered
+  Benchmark's ``headline`` dict ``{metric: (label, higher_is_better)}`` in its declared order; when the
+  protocol is not registered in ``bench.registry.BENCHMARKS`` or its ``headline`` is empty, every
+  metric found in its score files (sorted by key; direction unknown). A headline metric that no
+  record has is not a column. Protocol order: family (pope, chair, shr, mhalubench, others A–Z), then
+  protocol name.
+* Cells = the score file's metric value (full precision) and its 95% CI ``[lo, hi]`` where present.
+* Protocol identity = (name, version, fingerprint). A column holds one identity: a second identity
+  of the same protocol name anywhere in OUT is refused with a :class:`BenchError` naming the rows
+  and the identities, never mixed. A score file disagreeing with its own ``run.json`` entry is a
+  :class:`DataError`.
+* A record's protocol whose fingerprint differs from the *registered* declaration's is not refused
+  (the records are consistent with each other) but noted in the table's provenance.
+
+Deviations/decisions: absolute checkpoint paths are made relative to OUT (or reduced to their last
+component) so tables carry no machine paths; non-finite metric values (``NaN`` from a defined zero
+division) are kept and shown as ``n/a``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataError
 from bench.io import read_json
+
+FAMILY_ORDER = ("pope", "chair", "shr", "mhalubench")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol identity as recorded in score files, plus what the registry says about it."""
+
+    name: str
+    benchmark: str
+    version: str
+    fingerprint: str
+    registered: bool = False
+    registered_fingerprint: str | None = None
+    report_rounding: str | None = None  # the registered declaration's params["report_rounding"], if any
+
+    @property
+    def ident(self) -> tuple[str, str, str]:
+        return (self.name, self.version, self.fingerprint)
+
+    def describe(self) -> str:
+        return f"{self.name} v{self.version} ({self.fingerprint})"
 
 
 @dataclass
 class Cell:
     value: float
-    ci: list[float] | None = None
+    ci: tuple[float, float] | None = None
 
 
 @dataclass
@@ -28,83 +69,212 @@ class Row:
     method: str
     checkpoint: str
     started: str
-    git: str | None
-    cells: dict[str, Cell] = field(default_factory=dict)  # key "<protocol>:<metric>"
+    git_revision: str | None
+    git_dirty: bool
+    record: str  # run.json path relative to OUT (posix)
+    cells: dict[str, Cell] = field(default_factory=dict)  # column key -> cell
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.method}"
 
 
 @dataclass
 class Column:
-    key: str
+    key: str  # "<protocol>:<metric>"
     protocol: str
+    benchmark: str
     metric: str
     label: str
     higher_is_better: bool | None
+    percent: bool = True  # every value and CI bound lies in [0, 1] → shown as %
 
 
 @dataclass
 class Table:
     rows: list[Row]
     columns: list[Column]
-    protocols: dict[str, dict]  # protocol name -> {version, fingerprint}
+    protocols: dict[str, Protocol]  # protocol name -> identity (one per name, by construction)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def started(self) -> str:
+        """Latest ``started`` among the records (ISO string; '' when none has one)."""
+        return max((r.started for r in self.rows if r.started), default="")
 
     @property
     def date(self) -> str:
-        return max((r.started for r in self.rows), default="")
+        return self.started[:10] if self.started else "unknown"
 
     @property
     def revisions(self) -> list[str]:
-        return sorted({r.git for r in self.rows if r.git})
+        return sorted({r.git_revision for r in self.rows if r.git_revision})
+
+    @property
+    def dirty(self) -> bool:
+        return any(r.git_dirty for r in self.rows)
 
 
-def _headline(protocol: str) -> dict[str, tuple[str, bool]] | None:
+def _registry():
+    """The benchmark registry with the in-tree protocols registered (``metrics`` is imported if it can be).
+
+    The headline choice must not depend on what the caller happened to import, or a regenerated
+    table would differ from a checked-in one.
+    """
+    try:
+        import metrics  # noqa: F401  (registers the in-tree protocols)
+    except ImportError:  # a bare install without the metrics package: fall back to all metrics
+        pass
     from bench.registry import BENCHMARKS
 
-    if protocol in BENCHMARKS:
-        return dict(getattr(BENCHMARKS.get(protocol), "headline", {}) or {}) or None
-    return None
+    return BENCHMARKS
 
 
-def _method_order(method: str) -> tuple[int, str]:
-    return (0 if method == "base" else 1, method)
+def _registered(name: str) -> Any | None:
+    reg = _registry()
+    try:
+        return reg.get(name) if name in reg else None
+    except BenchError:
+        return None
+
+
+def _rel_checkpoint(ckpt: Any, out: Path) -> str:
+    text = "" if ckpt is None else str(ckpt)
+    path = Path(text)
+    if text and path.is_absolute():
+        try:
+            return PurePosixPath(path.resolve().relative_to(out.resolve())).as_posix()
+        except (ValueError, OSError):
+            return path.name
+    return text
+
+
+def _number(value: Any, path: Path, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(path, f"expected a number, got {value!r}", field=field_name)
+    return float(value)
+
+
+def _read_score(path: Path) -> dict:
+    score = read_json(path)
+    if not isinstance(score, dict):
+        raise DataError(path, "a score file must be a JSON object")
+    for key in ("protocol", "version", "fingerprint"):
+        if not isinstance(score.get(key), (str, int)) or score.get(key) == "":
+            raise DataError(path, "missing protocol identity (protocol, version, fingerprint are required)",
+                            field=key)
+    if not isinstance(score.get("metrics"), dict):
+        raise DataError(path, "missing or non-object 'metrics'", field="metrics")
+    return score
+
+
+def _ci(score: dict, metric: str, path: Path) -> tuple[float, float] | None:
+    ci = (score.get("ci") or {}).get(metric)
+    if ci is None:
+        return None
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        raise DataError(path, f"CI must be [lo, hi], got {ci!r}", field=f"ci.{metric}")
+    lo, hi = (_number(v, path, f"ci.{metric}") for v in ci)
+    return (lo, hi)
+
+
+def _family_key(benchmark: str) -> tuple[int, str]:
+    return (FAMILY_ORDER.index(benchmark) if benchmark in FAMILY_ORDER else len(FAMILY_ORDER), benchmark)
 
 
 def collect(out: str | Path) -> Table:
+    """Read every ``OUT/*/*/run.json`` and its ``scores/*.json`` into a :class:`Table`."""
     out = Path(out)
-    runs = sorted(out.glob("*/*/run.json"))
-    if not runs:
-        raise BenchError(f"{out}: no run records (*/*/run.json) found")
+    if not out.is_dir():
+        raise BenchError(f"{out}: no such directory of run records")
+    run_paths = sorted(out.glob("*/*/run.json"))
+    if not run_paths:
+        raise BenchError(f"{out}: no run records (<model>/<method>/run.json) found")
+
     rows: list[Row] = []
-    protocols: dict[str, dict] = {}
-    owners: dict[str, str] = {}
-    columns: dict[str, Column] = {}
-    for run_path in runs:
+    seen: dict[str, dict[tuple, list[str]]] = {}  # protocol name -> identity -> row labels
+    families: dict[str, str] = {}
+    metrics_seen: dict[str, list[str]] = {}  # protocol -> metric keys in file order (union)
+    for run_path in run_paths:
         rec = read_json(run_path)
-        ckpt = str(rec.get("checkpoint", ""))
-        if Path(ckpt).is_absolute():  # tables never carry a machine's absolute paths
-            try:
-                ckpt = str(Path(ckpt).relative_to(out.resolve()))
-            except ValueError:
-                ckpt = Path(ckpt).name
-        row = Row(rec.get("model", run_path.parent.parent.name), rec.get("method", run_path.parent.name),
-                  ckpt, rec.get("started", ""), (rec.get("git") or {}).get("revision"))
+        if not isinstance(rec, dict):
+            raise DataError(run_path, "a run record must be a JSON object")
+        git = rec.get("git") if isinstance(rec.get("git"), dict) else {}
+        row = Row(model=str(rec.get("model") or run_path.parent.parent.name),
+                  method=str(rec.get("method") or run_path.parent.name),
+                  checkpoint=_rel_checkpoint(rec.get("checkpoint"), out),
+                  started=str(rec.get("started") or ""),
+                  git_revision=git.get("revision"), git_dirty=bool(git.get("dirty")),
+                  record=run_path.relative_to(out).as_posix())
+        declared = rec.get("benchmarks") if isinstance(rec.get("benchmarks"), dict) else {}
         for score_path in sorted((run_path.parent / "scores").glob("*.json")):
-            score = read_json(score_path)
-            proto = score.get("protocol", score_path.stem)
-            ident = {"version": score.get("version"), "fingerprint": score.get("fingerprint")}
-            if proto in protocols and protocols[proto] != ident:
-                raise BenchError(
-                    f"refusing to mix protocol versions in one column: {proto} is {protocols[proto]} in"
-                    f" {owners[proto]} but {ident} in {score_path}; re-score one of them")
-            protocols.setdefault(proto, ident)
-            owners.setdefault(proto, str(score_path))
-            metrics = score.get("metrics", {})
-            head = _headline(proto) or {m: (m, None) for m in metrics}
-            for metric, (label, hib) in head.items():
-                if metric not in metrics:
-                    continue
-                key = f"{proto}:{metric}"
-                columns.setdefault(key, Column(key, proto, metric, label, hib))
-                row.cells[key] = Cell(float(metrics[metric]), (score.get("ci") or {}).get(metric))
-        rows.append(row)
-    rows.sort(key=lambda r: (r.model, *_method_order(r.method)))
-    return Table(rows, list(columns.values()), protocols)
+            score = _read_score(score_path)
+            name = str(score["protocol"])
+            ident = (name, str(score["version"]), str(score["fingerprint"]))
+            entry = declared.get(name)
+            if isinstance(entry, dict) and entry.get("fingerprint") not in (None, ident[2]):
+                raise DataError(score_path, f"fingerprint {ident[2]} disagrees with {run_path} which records"
+                                            f" {entry.get('fingerprint')} for protocol {name!r}; re-score")
+            seen.setdefault(name, {}).setdefault(ident, []).append(row.label)
+            families.setdefault(name, str(score.get("benchmark") or name))
+            known = metrics_seen.setdefault(name, [])
+            for metric, value in score["metrics"].items():
+                if metric not in known:
+                    known.append(metric)
+                row.cells[f"{name}:{metric}"] = Cell(_number(value, score_path, f"metrics.{metric}"),
+                                                     _ci(score, metric, score_path))
+        if row.cells:
+            rows.append(row)
+    if not rows:
+        raise BenchError(f"{out}: run records found but none has scores (scores/<benchmark>.json)")
+
+    mixed = {name: idents for name, idents in seen.items() if len(idents) > 1}
+    if mixed:
+        parts = []
+        for name, idents in sorted(mixed.items()):
+            groups = "; ".join(f"v{v} fingerprint {fp} in {', '.join(labels)}"
+                               for (_, v, fp), labels in sorted(idents.items()))
+            parts.append(f"protocol {name!r} is {groups}")
+        raise BenchError("refusing to mix protocol versions in one leaderboard column: " + " | ".join(parts)
+                         + f". Re-score the stale predictions (`python -m bench score`) or move those records"
+                           f" out of {out}")
+
+    protocols: dict[str, Protocol] = {}
+    notes: list[str] = []
+    columns: list[Column] = []
+    for name in sorted(seen, key=lambda n: (_family_key(families[n]), n)):
+        (_, version, fingerprint), = seen[name].keys()
+        cls = _registered(name)
+        reg_fp = cls.fingerprint() if cls is not None else None
+        rounding = (getattr(cls, "params", None) or {}).get("report_rounding") if cls is not None else None
+        proto = Protocol(name, families[name], version, fingerprint, cls is not None, reg_fp, rounding)
+        protocols[name] = proto
+        headline = dict(getattr(cls, "headline", None) or {}) if cls is not None else {}
+        if cls is None:
+            notes.append(f"protocol {name} is not registered here: all its metrics are shown")
+        elif not headline:
+            notes.append(f"protocol {name} declares no headline metrics: all its metrics are shown")
+        elif reg_fp != fingerprint:
+            notes.append(f"protocol {name}: the records were scored under fingerprint {fingerprint}; the"
+                         f" registered declaration is now {reg_fp}")
+        if headline:
+            chosen = [(m, str(lab), hib) for m, (lab, hib) in headline.items() if m in metrics_seen[name]]
+        else:
+            chosen = [(m, m, None) for m in sorted(metrics_seen[name])]
+        for metric, label, hib in chosen:
+            key = f"{name}:{metric}"
+            cells = [r.cells[key] for r in rows if key in r.cells]
+            bounds = [v for c in cells for v in (c.value, *(c.ci or ())) if math.isfinite(v)]
+            columns.append(Column(key, name, families[name], metric, label,
+                                  None if hib is None else bool(hib),
+                                  percent=all(0.0 <= v <= 1.0 for v in bounds)))
+    # the same label under two protocols (e.g. pope and pope-hadpo) gets the protocol appended
+    labels = [c.label for c in columns]
+    for col in columns:
+        if labels.count(col.label) > 1:
+            col.label = f"{col.label} ({col.protocol})"
+    keys = {c.key for c in columns}
+    for row in rows:
+        row.cells = {k: v for k, v in row.cells.items() if k in keys}
+    rows.sort(key=lambda r: (r.model, r.method != "base", r.method, r.checkpoint, r.record))
+    return Table(rows, columns, protocols, notes)

@@ -1,114 +1,215 @@
-"""The seed papers' reported numbers as data, and reported-vs-reproduced tables.
+"""The seed papers' reported numbers as data, and reported-vs-reproduced paper tables.
 
-Data: ``leaderboards/papers/<paper>.csv`` with columns model, method, benchmark, protocol, split,
-metric, value, source, caveat. Values are as printed in the source (percent). HA-DPO's README
-tables are parsed from the seed README itself (:func:`parse_hadpo_readme`) so the transcription can
-be checked against it. Rounding follows each paper: HA-DPO's POPE numbers are reproduced by
-*truncating* to 2 decimals (``shared/research/benchmarks.md`` §1.6); others round to the printed
-precision.
+Data: ``leaderboards/papers/<paper>.csv``, one reported number per line, columns
+``model, method, benchmark, protocol, split, metric, value, source, caveat``. ``value`` is the text as
+printed in the source (percent, or the benchmark's own unit for benchmarks bench does not run);
+``protocol`` is the bench protocol that matches the paper's evaluation, or a descriptive name that is
+not registered when none does (e.g. ``objhal``, ``pope-opadpo``); ``caveat`` carries the confidence
+notes of the source (secondary transcription, assumed model size …). Sources: the seed READMEs
+(``shared/seeds``) and ``shared/research/methods.md`` §1.6, §2.6, §3.6, §4.6; nothing else.
+
+Table (:func:`paper_table`): each reported number beside the number reproduced from run records under
+OUT. Paper rows map to run rows by (model, method) through :data:`MODEL_MAP` and :data:`METHOD_MAP`
+(``LLaVA-1.5-7B``/``HA-DPO`` → ``llava-7b``/``ha-dpo``); a model or method with no entry is never
+reproduced. The reproduced score is read from ``OUT/<model>/<method>/scores/<protocol>.json``; if the
+record has no score under the paper's protocol, the nearest registered protocol (:data:`NEAREST`), then
+any protocol of the same benchmark family, is used and the cell is marked ``†`` with a footnote naming
+both protocols. ``—`` = not reproduced. Reproduced values are rounded as the paper prints them:
+HA-DPO's POPE numbers are truncated to 2 decimals (``shared/research/benchmarks.md`` §1.6: only
+truncation reproduces its LLaVA-1.5 random row from whole counts); everything else is rounded half-up
+to the printed number of decimals. Δ = reproduced − reported, in the paper's precision. Records keep
+full precision.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import re
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataError
+from bench.io import read_json
 
 PAPERS_DIR = Path(__file__).resolve().parents[2] / "leaderboards" / "papers"
-PAPERS = ("ha-dpo", "povid", "hsa-dpo", "opa-dpo")
-# paper model name -> bench model entry; paper method -> bench method
-MODEL_MAP = {"LLaVA-1.5-7B": "llava-7b", "LLaVA-1.5": "llava-7b", "LLaVA-1.5-13B": "llava-13b"}
-METHOD_MAP = {"base": "base", "HA-DPO": "ha-dpo", "POVID": "povid", "HSA-DPO": "hsa-dpo", "OPA-DPO": "opa-dpo",
-              "DPO": "dpo"}
-POPE_COLUMNS = {"Accuracy": "accuracy", "Precision": "precision", "Recall": "recall", "F1 Score": "f1",
-                "Yes Ratio (%)": "yes_ratio"}
+FIELDS = ("model", "method", "benchmark", "protocol", "split", "metric", "value", "source", "caveat")
 
 
-def parse_hadpo_readme(text: str) -> list[dict]:
-    """Rows (model, method, benchmark, split, metric, value) from HA-DPO's README tables."""
-    rows, split = [], None
-    header: list[str] = []
-    for line in text.splitlines():
-        m = re.match(r"\*\*POPE (Random|Popular|Adversarial)\*\*", line.strip())
-        if m:
-            split = m.group(1).lower()
-            continue
-        if not line.startswith("|") or line.startswith("|:"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == "Model":
-            header = cells
-            continue
-        if len(cells) != len(header) or "HA-DPO" not in header or cells[1] not in (":heavy_multiplication_x:", ":heavy_check_mark:"):
-            continue
-        method = "HA-DPO" if cells[1] == ":heavy_check_mark:" else "base"
-        if header[2] == "SHR":
-            rows.append({"model": cells[0], "method": method, "benchmark": "shr", "split": "", "metric": "shr",
-                         "value": cells[2]})
-        else:
-            for name, value in zip(header[2:], cells[2:]):
-                rows.append({"model": cells[0], "method": method, "benchmark": "pope", "split": split or "",
-                             "metric": POPE_COLUMNS[name], "value": value})
-    return rows
+@dataclass(frozen=True)
+class Paper:
+    name: str
+    title: str
+    truncate: tuple[str, ...] = ()  # benchmark families whose reported numbers are truncated, not rounded
+
+
+PAPERS: dict[str, Paper] = {
+    "ha-dpo": Paper("ha-dpo", "HA-DPO (Zhao et al., arXiv 2311.16839; README of opendatalab/HA-DPO@42f72c5)",
+                    truncate=("pope",)),
+    "povid": Paper("povid", "POVID (Zhou et al., arXiv 2402.11411)"),
+    "hsa-dpo": Paper("hsa-dpo", "HSA-DPO (Xiao et al., arXiv 2404.14233, AAAI 2025)"),
+    "opa-dpo": Paper("opa-dpo", "OPA-DPO (Yang et al., arXiv 2501.09695, CVPR 2025)"),
+}
+# paper model name -> bench model entry; paper method name -> bench method (base = untrained model)
+MODEL_MAP = {"LLaVA-1.5-7B": "llava-7b", "LLaVA-1.5-13B": "llava-13b"}
+METHOD_MAP = {"base": "base", "DPO": "dpo", "HA-DPO": "ha-dpo", "POVID": "povid", "HSA-DPO": "hsa-dpo",
+              "OPA-DPO": "opa-dpo"}
+# benchmark families bench scores (their metrics are fractions, shown ×100 like the papers' percentages)
+BENCH_FAMILIES = ("pope", "chair", "shr", "mhalubench")
+# a paper protocol that is not a bench protocol -> the registered protocol closest to it
+NEAREST = {"pope-opadpo": "pope-llava15", "chair-lure": "chair-singularize"}
 
 
 def load_paper(paper: str, folder: Path = PAPERS_DIR) -> list[dict]:
+    """The rows of ``<folder>/<paper>.csv``, validated (columns, a decimal number in ``value``)."""
     if paper not in PAPERS:
         raise BenchError(f"unknown paper {paper!r}; choose from {', '.join(PAPERS)}")
-    path = folder / f"{paper}.csv"
+    path = Path(folder) / f"{paper}.csv"
     if not path.exists():
         raise BenchError(f"{path}: paper data file missing")
     with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != FIELDS:
+            raise DataError(path, f"columns must be {', '.join(FIELDS)}; got {reader.fieldnames}", line=1)
+        rows = []
+        for i, row in enumerate(reader, start=2):
+            try:
+                Decimal(row["value"])
+            except (InvalidOperation, TypeError):
+                raise DataError(path, f"value {row['value']!r} is not a number", line=i, field="value") from None
+            for key in ("model", "method", "benchmark", "protocol", "metric", "source"):
+                if not row[key]:
+                    raise DataError(path, "empty", line=i, field=key)
+            rows.append(row)
+    return rows
 
 
-def _round(value: float, decimals: int, mode: str) -> float:
-    scale = 10 ** decimals
-    if mode == "truncate":
-        return math.floor(value * scale + 1e-9) / scale
-    return round(value, decimals)
-
-
-def _metric_key(row: dict) -> str:
+def metric_key(row: dict) -> str:
+    """The score-file metric key of a paper row: ``<split>/<metric>`` or ``<metric>``."""
     return f"{row['split']}/{row['metric']}" if row["split"] else row["metric"]
 
 
-def paper_table(paper: str, out: Path, folder: Path = PAPERS_DIR) -> str:
-    """Markdown: reported | reproduced | delta per cell; '—' = not reproduced; '†' = protocol differs."""
-    from bench.io import read_json
+def _decimals(text: str) -> int:
+    return len(text.split(".", 1)[1]) if "." in text else 0
 
+
+def shown(fraction: float, decimals: int, truncate: bool) -> Decimal:
+    """100 × ``fraction`` as the paper would print it (exact decimal arithmetic on the stored float)."""
+    q = Decimal(1).scaleb(-decimals)
+    return (Decimal(repr(float(fraction))) * 100).quantize(q, rounding=ROUND_DOWN if truncate else ROUND_HALF_UP)
+
+
+def _score_files(run_dir: Path) -> dict[str, dict]:
+    """protocol name -> score dict, for a run directory that has a run record."""
+    if not (run_dir / "run.json").exists():
+        return {}
+    out = {}
+    for path in sorted((run_dir / "scores").glob("*.json")):
+        score = read_json(path)
+        if isinstance(score, dict) and isinstance(score.get("metrics"), dict):
+            out[str(score.get("protocol") or path.stem)] = score
+    return out
+
+
+def _pick(scores: dict[str, dict], row: dict) -> tuple[str, dict] | None:
+    """(protocol, score) for a paper row: its own protocol, else the nearest, else the same family."""
+    want = row["protocol"]
+    if want in scores:
+        return want, scores[want]
+    near = NEAREST.get(want)
+    if near in scores:
+        return near, scores[near]
+    family = sorted((name for name, s in scores.items() if s.get("benchmark", name.split("-")[0]) == row["benchmark"]),
+                    key=lambda n: (n != row["benchmark"], n))
+    return (family[0], scores[family[0]]) if family else None
+
+
+def paper_table(paper: str, out: str | Path, folder: Path = PAPERS_DIR, models: dict | None = None,
+                methods: dict | None = None) -> str:
+    """Markdown: the paper's reported numbers, the reproduced ones from run records under ``out``, and Δ."""
+    meta = PAPERS.get(paper)
     rows = load_paper(paper, folder)
-    lines = [f"## {paper}: reported vs reproduced", "",
-             "| model | method | benchmark | metric | reported | reproduced | Δ |", "|---|---|---|---|---|---|---|"]
-    notes = set()
+    models = MODEL_MAP if models is None else models
+    methods = METHOD_MAP if methods is None else methods
+    out = Path(out)
+    caveats: list[str] = []
+    proto_notes: list[str] = []
+    unmapped: set[str] = set()
+    not_run: set[str] = set()
+    found: dict[tuple[str, str], bool] = {}
+    cache: dict[Path, dict] = {}
+    lines = [f"## {meta.title}: reported vs reproduced", "",
+             f"Reported: `leaderboards/papers/{paper}.csv`. Reproduced: run records under `{out}`. Values in %"
+             " (other units where the benchmark has them); reproduced values rounded as the paper prints them"
+             + (f" (truncated to 2 decimals for {', '.join(meta.truncate)})" if meta.truncate else "")
+             + "; Δ = reproduced − reported; 95% CI of the reproduced value in brackets.", "",
+             "| model | method | benchmark | split | metric | protocol | reported | reproduced | 95% CI | Δ | notes |",
+             "|---|---|---|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
-        model = MODEL_MAP.get(r["model"])
-        method = METHOD_MAP.get(r["method"], r["method"].lower())
-        reproduced, delta, mark = "—", "—", ""
-        if model is None:
-            notes.add(f"{r['model']}: model not available in bench")
+        notes = []
+        if r["caveat"]:
+            if r["caveat"] not in caveats:
+                caveats.append(r["caveat"])
+            notes.append(f"[{caveats.index(r['caveat']) + 1}]")
+        reproduced, ci_text, delta = "—", "", ""
+        model, method = models.get(r["model"]), methods.get(r["method"])
+        if model is None or method is None:
+            unmapped.add(f"{r['model']}/{r['method']}")
+            notes.insert(0, "‡")
+        elif r["benchmark"] not in BENCH_FAMILIES:
+            not_run.add(r["benchmark"])
+            notes.insert(0, "*")
         else:
-            score_path = Path(out) / model / method / "scores" / f"{r['protocol']}.json"
-            alt = sorted((Path(out) / model / method / "scores").glob(f"{r['benchmark']}*.json"))
-            path = score_path if score_path.exists() else (alt[0] if alt else None)
-            if path is not None:
-                score = read_json(path)
-                val = score.get("metrics", {}).get(_metric_key(r))
-                if val is not None:
-                    decimals = len(r["value"].split(".")[1]) if "." in r["value"] else 0
-                    mode = "truncate" if paper == "ha-dpo" and r["benchmark"] == "pope" else "round"
-                    shown = _round(100 * float(val), decimals, mode)
-                    reproduced = f"{shown:.{decimals}f}"
-                    delta = f"{shown - float(r['value']):+.{decimals}f}"
-                    if score.get("protocol") != r["protocol"]:
-                        mark = "†"
-                        notes.add(f"† scored with protocol {score.get('protocol')}, the paper used {r['protocol']}")
-        split = f" ({r['split']})" if r["split"] else ""
-        lines.append(f"| {r['model']} | {r['method']} | {r['benchmark']}{split} | {r['metric']} | {r['value']} |"
-                     f" {reproduced}{mark} | {delta} |")
-    caveats = sorted({r["caveat"] for r in rows if r.get("caveat")})
-    lines += [""] + [f"- {n}" for n in sorted(notes)] + [f"- caveat: {c}" for c in caveats]
-    return "\n".join(lines) + "\n"
+            run_dir = out / model / method
+            scores = cache.setdefault(run_dir, _score_files(run_dir))
+            found[(f"{r['model']}/{r['method']}", f"{model}/{method}")] = bool(scores)
+            picked = _pick(scores, r)
+            value = picked[1]["metrics"].get(metric_key(r)) if picked else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                proto, score = picked
+                decimals, trunc = _decimals(r["value"]), r["benchmark"] in meta.truncate
+                got = shown(value, decimals, trunc)
+                reproduced = str(got)
+                delta = f"{got - Decimal(r['value']):+.{decimals}f}"
+                ci = (score.get("ci") or {}).get(metric_key(r))
+                if isinstance(ci, (list, tuple)) and len(ci) == 2:
+                    ci_text = f"[{shown(ci[0], decimals, trunc)}, {shown(ci[1], decimals, trunc)}]"
+                if proto != r["protocol"]:
+                    reproduced += "†"
+                    note = f"† {model}/{method} was scored under `{proto}`; the paper's protocol is `{r['protocol']}`"
+                    if note not in proto_notes:
+                        proto_notes.append(note)
+        cells = [r["model"], r["method"], r["benchmark"], r["split"] or "", r["metric"], r["protocol"], r["value"],
+                 reproduced, ci_text, delta, " ".join(notes)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines.append("")
+    mapped = sorted(found.items())
+    if mapped:
+        lines.append("Rows → run records: " + "; ".join(
+            f"{p} → `{b}`" + ("" if ok else " (no record)") for (p, b), ok in mapped) + ".")
+    if unmapped:
+        lines.append(f"‡ no bench model/method for: {', '.join(sorted(unmapped))} (never reproduced).")
+    if not_run:
+        lines.append(f"* benchmark not run by bench: {', '.join(sorted(not_run))} (never reproduced).")
+    lines += proto_notes
+    lines += [f"[{i}] {c}" for i, c in enumerate(caveats, start=1)]
+    sources = sorted({r["source"] for r in rows})
+    lines.append("Sources: " + "; ".join(sources) + ".")
+    return "\n\n".join(_blocks(lines)) + "\n"
+
+
+def _blocks(lines: list[str]) -> list[str]:
+    """Join table lines with single newlines and footnotes as separate paragraphs (Markdown)."""
+    out, table = [], []
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            out.append("\n".join(table))
+            table = []
+        if line:
+            out.append(line)
+    if table:
+        out.append("\n".join(table))
+    return out

@@ -1,189 +1,225 @@
-"""Render a :class:`Table` as Markdown, CSV, LaTeX (booktabs), JSON and a self-contained HTML page.
+"""Render a :class:`~bench.leaderboard.collect.Table` as Markdown (GitHub), CSV, LaTeX (booktabs) and JSON;
+the HTML page is in :mod:`bench.leaderboard.page`. ``FORMATS`` maps a file extension to its renderer.
 
-Values are shown as percentages with one decimal, the 95% CI as ``[lo, hi]``; records keep full
-precision. Output is deterministic (no timestamps but the records' own), so a checked-in table can
-be compared with a regenerated one.
+Display rules (records keep full precision; CSV and JSON carry it too):
+* metric values are fractions in [0, 1] and are shown as percentages with 1 decimal, rounded half-up
+  on the decimal form of the stored float; a protocol whose registered declaration says
+  ``report_rounding = "truncate2"`` (``pope-hadpo``, as HA-DPO's README) is shown with 2 decimals,
+  truncated. A column with any value outside [0, 1] is shown raw (4 significant digits).
+* the 95% CI is shown as ``[lo, hi]`` (Markdown, HTML) or ``± half-width`` (LaTeX, where space is
+  short); ``—`` marks a cell with no score, ``n/a`` a non-finite value.
+* every output states the protocols (name, version, fingerprint), the git revision(s), and the date
+  = the latest ``started`` among the records. Nothing else time-dependent is written, and ordering is
+  fixed by :func:`collect`, so rendering the same records twice gives identical bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import io
 import json
+import math
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import Callable
 
-from bench.leaderboard.collect import Table
+from bench.leaderboard.collect import Cell, Column, Row, Table
+
+MISSING = "—"
 
 
-def _pct(v: float) -> str:
-    return f"{100 * v:.1f}"
+# ----------------------------------------------------------------------------------- formatting
+def _decimals(table: Table, col: Column) -> tuple[int, str]:
+    proto = table.protocols.get(col.protocol)
+    if proto is not None and proto.report_rounding == "truncate2":
+        return 2, "truncate"
+    return 1, "round"
 
 
-def _cell(table: Table, row, col, with_ci: bool = True) -> str:
-    cell = row.cells.get(col.key)
+def _quantize(fraction: float, decimals: int, mode: str) -> Decimal:
+    """100 × ``fraction`` to ``decimals`` places, computed on the decimal form of the float (so 0.29 is
+    29.00 when truncated, not 28.99 as 100 * 0.29 in binary floating point would give)."""
+    q = Decimal(1).scaleb(-decimals)
+    return (Decimal(repr(float(fraction))) * 100).quantize(q, rounding=ROUND_DOWN if mode == "truncate"
+                                                           else ROUND_HALF_UP)
+
+
+def fmt_number(table: Table, col: Column, value: float) -> str:
+    """One value as displayed: percent (1–2 decimals, see module doc) or raw (4 significant digits)."""
+    if not math.isfinite(value):
+        return "n/a"
+    if not col.percent:
+        return f"{value:.4g}"
+    decimals, mode = _decimals(table, col)
+    return str(_quantize(value, decimals, mode))
+
+
+def fmt_halfwidth(table: Table, col: Column, ci: tuple[float, float]) -> str:
+    half = (ci[1] - ci[0]) / 2.0
+    if not math.isfinite(half):
+        return "n/a"
+    if not col.percent:
+        return f"{half:.2g}"
+    decimals, _ = _decimals(table, col)
+    return str(_quantize(half, decimals, "round"))
+
+
+def fmt_cell(table: Table, row: Row, col: Column, ci: str = "brackets") -> str:
+    """``ci``: ``brackets`` → ``79.8 [78.8, 80.8]``; ``pm`` → ``79.8 ± 1.0``; ``none`` → ``79.8``."""
+    cell: Cell | None = row.cells.get(col.key)
     if cell is None:
-        return "—"
-    text = _pct(cell.value)
-    if with_ci and cell.ci:
-        text += f" [{_pct(cell.ci[0])}, {_pct(cell.ci[1])}]"
+        return MISSING
+    text = fmt_number(table, col, cell.value)
+    if cell.ci is not None and math.isfinite(cell.value) and ci != "none":
+        if ci == "pm":
+            text += f" ± {fmt_halfwidth(table, col, cell.ci)}"
+        else:
+            text += f" [{fmt_number(table, col, cell.ci[0])}, {fmt_number(table, col, cell.ci[1])}]"
     return text
 
 
-def _header(col) -> str:
-    arrow = "" if col.higher_is_better is None else (" ↑" if col.higher_is_better else " ↓")
-    return f"{col.label}{arrow}"
+def arrow(col: Column) -> str:
+    return "" if col.higher_is_better is None else ("↑" if col.higher_is_better else "↓")
 
 
-def provenance(table: Table) -> str:
-    protos = ", ".join(f"{p} v{v['version']} ({v['fingerprint']})" for p, v in sorted(table.protocols.items()))
-    revs = ", ".join(r[:10] for r in table.revisions) or "unknown"
-    return f"Protocols: {protos}. Git revision(s): {revs}. Date: {table.date}. Values in %, 95% bootstrap CI in brackets."
+def header(col: Column) -> str:
+    a = arrow(col)
+    return f"{col.label} {a}" if a else col.label
+
+
+def provenance(table: Table) -> list[str]:
+    """The statement every table carries: protocols, versions, git revision(s), date, units, notes."""
+    protos = ", ".join(f"{p.name} v{p.version} (fingerprint {p.fingerprint})" for p in table.protocols.values())
+    revs = ", ".join(r[:12] for r in table.revisions) or "unknown"
+    lines = [f"Protocols: {protos}.",
+             f"Git revision: {revs}{' (uncommitted changes)' if table.dirty else ''}.",
+             f"Date: {table.date} (latest run start among {len(table.rows)} records).",
+             "Values: % (fractions ×100) with the 95% bootstrap CI over images; ↑ higher is better, ↓ lower is"
+             " better; — not evaluated. Full precision in leaderboard.csv and leaderboard.json."]
+    truncated = [p.name for p in table.protocols.values() if p.report_rounding == "truncate2"]
+    if truncated:
+        lines.append(f"Rounding: {', '.join(truncated)} truncated to 2 decimals (as the paper reports it);"
+                     " others rounded to 1 decimal.")
+    lines += [f"Note: {n}." for n in table.notes]
+    return lines
+
+
+# ----------------------------------------------------------------------------------- markdown
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def markdown(table: Table) -> str:
-    head = ["model", "method"] + [_header(c) for c in table.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = ["model", "method", "checkpoint"] + [header(c) for c in table.columns]
+    align = ["---", "---", "---"] + ["---:"] * len(table.columns)
+    lines = ["# bench leaderboard", "",
+             "| " + " | ".join(_md_escape(h) for h in head) + " |", "| " + " | ".join(align) + " |"]
     for row in table.rows:
-        lines.append("| " + " | ".join([row.model, row.method] + [_cell(table, row, c) for c in table.columns]) + " |")
-    return "\n".join(lines) + "\n\n" + provenance(table) + "\n"
+        cells = [row.model, row.method, f"`{row.checkpoint}`" if row.checkpoint else MISSING]
+        cells += [fmt_cell(table, row, c) for c in table.columns]
+        lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
+    lines.append("")
+    lines += [f"- {line}" for line in provenance(table)]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------- csv
+CSV_FIELDS = ("model", "method", "checkpoint", "protocol", "benchmark", "version", "fingerprint", "metric",
+              "label", "higher_is_better", "value", "ci_low", "ci_high", "shown", "git_revision", "started")
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else repr(float(x))
 
 
 def csv_text(table: Table) -> str:
+    """Long format: one line per (row, column) cell, full precision plus the shown text and provenance."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["model", "method", "checkpoint", "protocol", "metric", "value", "ci_low", "ci_high"])
+    w.writerow(CSV_FIELDS)
     for row in table.rows:
         for col in table.columns:
             cell = row.cells.get(col.key)
             if cell is None:
                 continue
-            lo, hi = (cell.ci or [None, None])
-            w.writerow([row.model, row.method, row.checkpoint, col.protocol, col.metric, repr(cell.value),
-                        "" if lo is None else repr(lo), "" if hi is None else repr(hi)])
+            proto = table.protocols[col.protocol]
+            lo, hi = cell.ci if cell.ci is not None else (None, None)
+            hib = "" if col.higher_is_better is None else str(col.higher_is_better).lower()
+            w.writerow([row.model, row.method, row.checkpoint, col.protocol, col.benchmark, proto.version,
+                        proto.fingerprint, col.metric, col.label, hib, _num(cell.value), _num(lo), _num(hi),
+                        fmt_cell(table, row, col), row.git_revision or "", row.started])
     return buf.getvalue()
 
 
-def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"), ("—", "--")):
-        s = s.replace(a, b)
-    return s
+# ----------------------------------------------------------------------------------- latex
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "↑": r"$\uparrow$",
+        "↓": r"$\downarrow$", "—": "--", "±": r"$\pm$", "×": r"$\times$"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in text)
 
 
 def latex(table: Table) -> str:
-    cols = "ll" + "r" * len(table.columns)
-    out = [r"\begin{tabular}{" + cols + "}", r"\toprule",
-           " & ".join(["Model", "Method"] + [_tex_escape(_header(c)) for c in table.columns]) + r" \\", r"\midrule"]
+    """A booktabs ``table`` float (needs ``\\usepackage{booktabs}``); CI as ± half-width in small type."""
+    out = ["% Generated by `python -m bench leaderboard` from run records only; do not edit by hand.",
+           "% Requires \\usepackage{booktabs}.",
+           r"\begin{table}[t]", r"\centering", r"\small",
+           r"\begin{tabular}{ll" + "r" * len(table.columns) + "}", r"\toprule",
+           " & ".join(["Model", "Method"] + [tex_escape(header(c)) for c in table.columns]) + r" \\",
+           r"\midrule"]
     for row in table.rows:
-        cells = [_tex_escape(row.model), _tex_escape(row.method)] + [
-            _tex_escape(_cell(table, row, c, with_ci=False)) for c in table.columns]
+        cells = [tex_escape(row.model), tex_escape(row.method)]
+        for col in table.columns:
+            cell = row.cells.get(col.key)
+            text = tex_escape(fmt_cell(table, row, col, ci="none"))
+            if cell is not None and cell.ci is not None and math.isfinite(cell.value):
+                text += r"{\scriptsize$\pm$" + tex_escape(fmt_halfwidth(table, col, cell.ci)) + "}"
+            cells.append(text)
         out.append(" & ".join(cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}", "% " + _tex_escape(provenance(table))]
+    out += [r"\bottomrule", r"\end{tabular}",
+            r"\caption{Hallucination benchmarks. " + tex_escape(" ".join(provenance(table))) + "}",
+            r"\label{tab:bench-leaderboard}", r"\end{table}"]
     return "\n".join(out) + "\n"
 
 
+# ----------------------------------------------------------------------------------- json
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def table_dict(table: Table) -> dict:
+    """The table as plain data (full precision; non-finite values as null)."""
+    return {
+        "title": "bench leaderboard",
+        "provenance": {
+            "protocols": {p.name: {"benchmark": p.benchmark, "version": p.version, "fingerprint": p.fingerprint,
+                                   "registered": p.registered, "registered_fingerprint": p.registered_fingerprint}
+                          for p in table.protocols.values()},
+            "git": {"revisions": table.revisions, "dirty": table.dirty},
+            "date": table.date, "latest_started": table.started, "records": len(table.rows),
+            "statement": provenance(table), "notes": list(table.notes)},
+        "columns": [{"key": c.key, "protocol": c.protocol, "benchmark": c.benchmark, "metric": c.metric,
+                     "label": c.label, "higher_is_better": c.higher_is_better, "percent": c.percent}
+                    for c in table.columns],
+        "rows": [{"model": r.model, "method": r.method, "checkpoint": r.checkpoint, "record": r.record,
+                  "started": r.started, "git": {"revision": r.git_revision, "dirty": r.git_dirty},
+                  "cells": {c.key: {"value": _finite(r.cells[c.key].value),
+                                    "ci": None if r.cells[c.key].ci is None else [_finite(v) for v in r.cells[c.key].ci],
+                                    "shown": fmt_cell(table, r, c)}
+                            for c in table.columns if c.key in r.cells}}
+                 for r in table.rows]}
+
+
 def json_text(table: Table) -> str:
-    obj = {"protocols": table.protocols, "date": table.date, "git": table.revisions,
-           "columns": [{"key": c.key, "protocol": c.protocol, "metric": c.metric, "label": c.label,
-                        "higher_is_better": c.higher_is_better} for c in table.columns],
-           "rows": [{"model": r.model, "method": r.method, "checkpoint": r.checkpoint,
-                     "cells": {k: {"value": v.value, "ci": v.ci} for k, v in r.cells.items()}} for r in table.rows]}
-    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    return json.dumps(table_dict(table), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _plots(table: Table) -> list[tuple[str, str]]:
-    """(title, base64 PNG) bar charts with CI whiskers per column, and CHAIR_i vs recall if present."""
-    import matplotlib
+def _html(table: Table) -> str:
+    from bench.leaderboard.page import html_page
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "bench"
-    out = []
-    labels = [f"{r.method}" if len({x.model for x in table.rows}) == 1 else f"{r.model}/{r.method}" for r in table.rows]
-    for col in table.columns:
-        vals = [r.cells[col.key].value * 100 if col.key in r.cells else 0.0 for r in table.rows]
-        errs = [[0.0] * len(vals), [0.0] * len(vals)]
-        for i, r in enumerate(table.rows):
-            c = r.cells.get(col.key)
-            if c and c.ci:
-                errs[0][i] = max(0.0, c.value * 100 - c.ci[0] * 100)
-                errs[1][i] = max(0.0, c.ci[1] * 100 - c.value * 100)
-        fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
-        ax.bar(range(len(vals)), vals, yerr=errs, capsize=4, color="#4c72b0")
-        ax.set_xticks(range(len(vals)), labels, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("%")
-        ax.set_title(_header(col), fontsize=10)
-        fig.tight_layout()
-        out.append((_header(col), _png(fig)))
-        plt.close(fig)
-    ci_key = next((c.key for c in table.columns if c.metric == "chair_i"), None)
-    rec_key = next((c.key for c in table.columns if c.metric == "recall" and c.protocol.startswith("chair")), None)
-    if ci_key and rec_key:
-        fig, ax = plt.subplots(figsize=(5, 3.5), dpi=80)
-        for lab, r in zip(labels, table.rows):
-            if ci_key in r.cells and rec_key in r.cells:
-                ax.scatter(r.cells[rec_key].value * 100, r.cells[ci_key].value * 100)
-                ax.annotate(lab, (r.cells[rec_key].value * 100, r.cells[ci_key].value * 100), fontsize=8)
-        ax.set_xlabel("CHAIR recall % ↑")
-        ax.set_ylabel("CHAIR_i % ↓")
-        ax.set_title("Hallucination vs coverage", fontsize=10)
-        fig.tight_layout()
-        out.append(("CHAIR_i vs recall", _png(fig)))
-        plt.close(fig)
-    return out
+    return html_page(table)
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-_SORT_JS = """
-document.querySelectorAll('table.lb th').forEach(function (th, col) {
-  th.addEventListener('click', function () {
-    var tbody = th.closest('table').querySelector('tbody');
-    var rows = Array.prototype.slice.call(tbody.rows);
-    var asc = th.dataset.asc !== 'true';
-    th.dataset.asc = asc;
-    rows.sort(function (a, b) {
-      var x = a.cells[col].dataset.v || a.cells[col].textContent;
-      var y = b.cells[col].dataset.v || b.cells[col].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-      return asc ? c : -c;
-    });
-    rows.forEach(function (r) { tbody.appendChild(r); });
-  });
-});
-"""
-
-
-def html_page(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["model", "method"] + [_header(c) for c in table.columns])
-    body = []
-    for row in table.rows:
-        cells = [f"<td>{html.escape(row.model)}</td>", f"<td>{html.escape(row.method)}</td>"]
-        for col in table.columns:
-            c = row.cells.get(col.key)
-            v = "" if c is None else f' data-v="{c.value!r}"'
-            cells.append(f"<td{v}>{html.escape(_cell(table, row, col))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    plots = "".join(f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"><figcaption>'
-                    f"{html.escape(t)}</figcaption></figure>" for t, b in _plots(table))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>bench leaderboard</title>
-<style>body{{font-family:sans-serif;margin:2em}}table.lb{{border-collapse:collapse}}
-th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{cursor:pointer;background:#eee}}
-td:first-child,td:nth-child(2){{text-align:left}}figure{{display:inline-block;margin:1em}}</style></head>
-<body><h1>bench leaderboard</h1>
-<table class="lb"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
-<p>{html.escape(provenance(table))}</p>
-<div id="plots">{plots}</div>
-<script>{_SORT_JS}</script></body></html>
-"""
-
-
-FORMATS = {"md": markdown, "csv": csv_text, "tex": latex, "json": json_text, "html": html_page}
+FORMATS: dict[str, Callable[[Table], str]] = {"md": markdown, "csv": csv_text, "tex": latex, "json": json_text,
+                                              "html": _html}
