@@ -5,19 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Linear layers of llava-hf's CLIP vision tower and of the multimodal projector (``lora_vision``).
+CLIP_LINEARS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+PROJECTOR_LINEARS = ["linear_1", "linear_2"]
 
 
 @dataclass
 class TrainConfig:
     """Loop settings. Defaults are HA-DPO's LLaVA-1.5-7B script (methods.md §1.2) unless a method overrides.
 
-    lr: peak learning rate (AdamW, cosine decay after linear warmup of ``warmup_ratio``).
+    lr: peak learning rate (AdamW, cosine decay after linear warmup of ``warmup_ratio`` of the steps, or of
+        ``warmup_steps`` steps when that is set).
     epochs / max_steps: run length; ``max_steps`` (optimizer steps) wins when set.
     batch_size: samples (pairs) per micro-batch; grad_accum micro-batches per optimizer step.
     max_length: tokens per sequence *including* the expanded image tokens (LLaVA's
         ``model_max_length`` semantics); longer samples are an error, never silently truncated.
     lora_*: LoRA on the language model's linear layers (``lora_targets`` are module-name suffixes,
         matched only inside the language model, never the vision tower or projector).
+    lora_vision: also put LoRA on every linear layer of the vision tower and the projector (OPA-DPO's
+        OPA step does, methods.md §4.2); those LoRA weights train while the base weights stay frozen.
     full_finetune: train every language-model weight instead of LoRA.
     train_projector: also train the multimodal projector (HA-DPO/HSA-DPO's code path does, see
         methods.md §1.2; POVID's and OPA-DPO's does not).
@@ -31,6 +37,7 @@ class TrainConfig:
     batch_size: int = 4
     grad_accum: int = 1
     warmup_ratio: float = 0.03
+    warmup_steps: int | None = None
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 2048
@@ -38,6 +45,7 @@ class TrainConfig:
     lora_alpha: int = 256
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: list(LLAMA_LINEARS))
+    lora_vision: bool = False
     full_finetune: bool = False
     train_projector: bool = False
     disable_dropout: bool = True

@@ -110,11 +110,16 @@ def supervised_logps(
 
 def sequence_logps(
     model: torch.nn.Module, batch: EncodedBatch, pixel_values: torch.Tensor,
-    alt_targets: list[torch.Tensor] | None = None,
-) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """Vision once per image, language model once per sequence, lm_head on response tokens only."""
+    alt_targets: list[torch.Tensor] | None = None, return_hidden: bool = False,
+):
+    """Vision once per image, language model once per sequence, lm_head on response tokens only.
+
+    Returns (logps, targets, argmax) lists, plus the last hidden states [N, L, D] when
+    ``return_hidden`` (to score other tokens at the same positions later, see ``supervised_logps``).
+    """
     llava = llava_of(model)
     dtype = next(llava.model.vision_tower.parameters()).dtype
     feats = image_features(llava, pixel_values.to(dtype))
     hidden = hidden_states(llava, batch, feats)
-    return supervised_logps(llava, hidden, batch.labels, alt_targets=alt_targets)
+    out = supervised_logps(llava, hidden, batch.labels, alt_targets=alt_targets)
+    return (*out, hidden) if return_hidden else out

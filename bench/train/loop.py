@@ -7,6 +7,12 @@ scheduler, RNG state and step, every ``save_every`` steps and at the end; ``resu
 from the last one and reproduces the uninterrupted loss trajectory (data order and image
 transforms are functions of (seed, epoch, step, sample id), not of process history).
 
+Before the first step every record is checked (image present, no empty response, no sequence over
+``max_length``, unique ids). The reference is :class:`ReferenceMode` (adapters disabled, plus the
+projector's starting weights when it trains); the cache and resume state are keyed by
+:func:`stage_fingerprint` (data, method config, sequences, seed, earlier stages' weights). A non-finite
+loss or gradient norm stops the run naming the step and samples; the last periodic checkpoint stays.
+
 On disk, per stage ``OUT/checkpoint/<stage>/``: ``adapter/`` (peft, safetensors),
 ``projector.safetensors`` (if trained), ``ref_logps.safetensors``, ``state.pt`` (resume),
 ``log.jsonl`` (one line per optimizer step), ``DONE``. ``OUT/checkpoint/stages.json`` lists the
@@ -29,11 +35,11 @@ from safetensors.torch import load_file, save_file
 
 from bench.config import config_hash, to_dict
 from bench.data.preference import PreferenceRecord
-from bench.errors import BenchError
-from bench.io import append_jsonl, atomic_write_json, read_json
-from bench.models.llava import LlavaPreprocessor, load_image
-from bench.train.config import TrainConfig
-from bench.train.forward import llava_of, pad_batch, sequence_logps
+from bench.errors import BenchError, DataError
+from bench.io import append_jsonl, atomic_write_json, read_json, sha256_file
+from bench.models.llava import IGNORE_INDEX, LlavaPreprocessor, load_image
+from bench.train.config import CLIP_LINEARS, PROJECTOR_LINEARS, TrainConfig
+from bench.train.forward import EncodedBatch, llava_of, pad_batch, sequence_logps, supervised_logps
 from bench.train.method import LogProbs, Method, Sequence, Stage, StepInputs
 
 
@@ -48,23 +54,42 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 
 def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
-    """Fresh LoRA on the language model's linears (vision tower and projector excluded by regex)."""
+    """Fresh LoRA on the language model's linears (vision tower and projector excluded by regex unless
+    ``cfg.lora_vision``, which adds every linear layer of both)."""
     from peft import LoraConfig, get_peft_model
 
     targets = "|".join(cfg.lora_targets)
+    pattern = rf".*language_model.*\.({targets})$"
+    if cfg.lora_vision:
+        if cfg.train_projector:
+            raise BenchError("lora_vision and train_projector cannot be combined (the projector would be both"
+                             " wrapped by LoRA and trained in full)")
+        used = "|".join(str(i) for i in range(_vision_layers_used(llava_of(model).config)))
+        pattern += (rf"|.*vision_tower.*\.layers\.({used})\..*\.({'|'.join(CLIP_LINEARS)})$"
+                    rf"|.*multi_modal_projector\.({'|'.join(PROJECTOR_LINEARS)})$")
     lora = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
-        target_modules=rf".*language_model.*\.({targets})$",
+        target_modules=pattern,
     )
     return get_peft_model(model, lora)
 
 
+def _vision_layers_used(config: Any) -> int:
+    """How many vision encoder layers feed the projector (``vision_feature_layer`` −2 of 24 → 23): LoRA on
+    the layers after it would never receive a gradient (the seed puts it there anyway; it stays zero)."""
+    n = config.vision_config.num_hidden_layers
+    layers = config.vision_feature_layer
+    layers = layers if isinstance(layers, (list, tuple)) else [layers]
+    return max(n + 1 + f if f < 0 else f for f in layers)
+
+
 def set_trainable(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Vision tower frozen, projector per ``train_projector``; their LoRA weights train iff ``lora_vision``."""
     llava = llava_of(model)
-    for p in llava.model.vision_tower.parameters():
-        p.requires_grad_(False)
-    for p in llava.model.multi_modal_projector.parameters():
-        p.requires_grad_(cfg.train_projector)
+    for n, p in llava.model.vision_tower.named_parameters():
+        p.requires_grad_(cfg.lora_vision and "lora_" in n)
+    for n, p in llava.model.multi_modal_projector.named_parameters():
+        p.requires_grad_(cfg.train_projector or (cfg.lora_vision and "lora_" in n))
     if cfg.full_finetune:
         for p in llava.model.language_model.parameters():
             p.requires_grad_(True)
@@ -104,15 +129,50 @@ class Encoded:
     keys: list[tuple[int, str]]  # (record position, sequence name) per row
 
 
+def encode_sequence(pre: LlavaPreprocessor, rec: PreferenceRecord, seq: Sequence, max_length: int) -> dict:
+    """input_ids/labels of one (record, sequence): the LLaVA template around ``seq.response(rec)``, or around
+    the method's own response ids (``seq.tokens``) followed by ``</s>``. Empty responses and sequences
+    longer than ``max_length`` raise, naming the sample and the sequence."""
+    where = f"sample {rec.id} ({seq.name})"
+    response = seq.response(rec)
+    if not isinstance(response, str) or not response.strip():
+        raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
+    if seq.tokens is None:
+        return pre.encode_pair(rec.question, response, max_length, where=where)
+    ids = list(seq.tokens(rec, pre))
+    if not ids:
+        raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
+    prompt = pre.prompt_ids(rec.question)
+    r = ids + [pre.tokenizer.eos_token_id]
+    if len(prompt) + len(r) > max_length:
+        raise BenchError(
+            f"{where}: sequence of {len(prompt) + len(r)} tokens (of which {pre.num_image_tokens} image tokens)"
+            f" exceeds max_length {max_length}; raise max_length or shorten the response — refusing to truncate")
+    return {"input_ids": prompt + r, "labels": [IGNORE_INDEX] * len(prompt) + r, "prompt_len": len(prompt)}
+
+
+def check_inputs(pre: LlavaPreprocessor, records: list[PreferenceRecord], sequences: list[Sequence],
+                 cfg: TrainConfig) -> None:
+    """Fail before training, not hours into it: every image exists, no response is empty and no sequence
+    exceeds ``max_length`` (tokenisation only, no image decoding); ids are unique (they key the reference
+    cache and the per-sample image transforms)."""
+    seen: set[str] = set()
+    for rec in records:
+        if rec.id in seen:
+            raise BenchError(f"duplicate sample id {rec.id!r}: ids key the reference cache and image transforms")
+        seen.add(rec.id)
+        if not Path(rec.image).exists():
+            raise DataError(rec.image, f"image file not found (sample {rec.id})")
+        for seq in sequences:
+            encode_sequence(pre, rec, seq, cfg.max_length)
+
+
 def encode(pre: LlavaPreprocessor, records: list[PreferenceRecord], sequences: list[Sequence], cfg: TrainConfig,
            seed: int, epoch: int) -> Encoded:
     seqs, image_index, keys, pix, pix_key = [], [], [], [], {}
     for i, rec in enumerate(records):
         for seq in sequences:
-            response = seq.response(rec)
-            if not response or not response.strip():
-                raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
-            seqs.append(pre.encode_pair(rec.question, response, cfg.max_length, where=f"sample {rec.id} ({seq.name})"))
+            seqs.append(encode_sequence(pre, rec, seq, cfg.max_length))
             key = (i, seq.image.name)
             if key not in pix_key:
                 pix_key[key] = len(pix)
@@ -141,16 +201,53 @@ def _gather(enc: Encoded, lp: list[torch.Tensor], tg: list[torch.Tensor], names:
     return out
 
 
+@dataclasses.dataclass
+class RawForward:
+    """One forward of :func:`run_sequences`, per encoded row (``enc.keys`` order): supervised log-probs,
+    their target ids and the arg-max ids at those positions; ``hidden`` keeps the last hidden states
+    (with their graph when the forward had one) so that :meth:`rescore` can score other tokens."""
+
+    logps: list[torch.Tensor]
+    targets: list[torch.Tensor]
+    argmax: list[torch.Tensor]
+    enc: Encoded
+    batch: EncodedBatch
+    hidden: torch.Tensor
+    llava: Any
+    n_records: int
+
+    def rows(self, name: str) -> list[int]:
+        return [r for r, (_, s) in enumerate(self.enc.keys) if s == name]
+
+    def argmax_of(self, name: str) -> list[torch.Tensor]:
+        """Arg-max ids at the supervised positions of sequence ``name``, one 1-D tensor per record."""
+        return [self.argmax[r] for r in self.rows(name)]
+
+    def rescore(self, name: str, targets: list[torch.Tensor]) -> LogProbs:
+        """Log-probs of ``targets`` (one id per supervised position of sequence ``name``, per record)
+        under this forward's context, i.e. lm_head on the kept hidden states (no new forward)."""
+        rows = self.rows(name)
+        idx = torch.tensor(rows, device=self.hidden.device)
+        lp, tg, _ = supervised_logps(self.llava, self.hidden[idx], self.batch.labels[idx],
+                                     alt_targets=[t.to(self.hidden.device) for t in targets])
+        sub = Encoded([], [], self.enc.pixels, [self.enc.keys[r] for r in rows])
+        return _gather(sub, lp, tg, [name], self.n_records, self.hidden.device)[name]
+
+
 def run_sequences(model, pre, records, sequences, cfg, seed, epoch, device, pad_id, alt_targets=None):
-    """Per-token log-probs of ``sequences`` for ``records`` (one forward); ``alt_targets`` as in forward.py."""
+    """Per-token log-probs of ``sequences`` for ``records`` (one forward); ``alt_targets`` as in forward.py.
+
+    Returns ({name: LogProbs}, Encoded, RawForward)."""
     enc = encode(pre, records, sequences, cfg, seed, epoch)
     batch = pad_batch(enc.seqs, pad_id, enc.image_index)
     batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
-    lp, tg, am = sequence_logps(model, batch, enc.pixels.to(device), alt_targets=alt_targets)
+    lp, tg, am, hidden = sequence_logps(model, batch, enc.pixels.to(device), alt_targets=alt_targets,
+                                        return_hidden=True)
     if alt_targets is not None:
         tg = list(alt_targets)
     names = [s.name for s in sequences]
-    return _gather(enc, lp, tg, names, len(records), device), enc, (lp, tg, am)
+    raw = RawForward(lp, tg, am, enc, batch, hidden, llava_of(model), len(records))
+    return _gather(enc, lp, tg, names, len(records), device), enc, raw
 
 
 class ReferenceCache:
@@ -195,7 +292,8 @@ def _stack_cached(cache: ReferenceCache, records, seq_names, device) -> dict[str
     return out
 
 
-def _reference(model, pre, records, stage, cfg, seed, epoch, device, pad_id, cache: ReferenceCache | None):
+def _reference(model, pre, records, stage, cfg, seed, epoch, device, pad_id, cache: ReferenceCache | None,
+               ref_mode=None):
     ref_seqs = [s for s in stage.sequences if s.with_reference]
     cacheable = [s for s in ref_seqs if s.image.fixed] if cache is not None else []
     online = [s for s in ref_seqs if s not in cacheable]
@@ -203,12 +301,12 @@ def _reference(model, pre, records, stage, cfg, seed, epoch, device, pad_id, cac
     missing = [s for s in cacheable if any(cache.get(r.id, s.name) is None for r in records)]
     todo = online + missing
     if todo:
-        with torch.no_grad(), _adapters_off(model):
-            lps, enc, (lp, _, _) = run_sequences(model, pre, records, todo, cfg, seed, epoch, device, pad_id)
+        with torch.no_grad(), (ref_mode() if ref_mode is not None else _adapters_off(model)):
+            lps, enc, raw = run_sequences(model, pre, records, todo, cfg, seed, epoch, device, pad_id)
         out.update(lps)
         for row, (i, name) in enumerate(enc.keys):
             if any(s.name == name for s in missing):
-                cache.put(records[i].id, name, lp[row])
+                cache.put(records[i].id, name, raw.logps[row])
     if cacheable:
         out.update(_stack_cached(cache, records, [s.name for s in cacheable], device))
     return out
@@ -227,6 +325,35 @@ class _adapters_off:
         if self.ctx is not None:
             return self.ctx.__exit__(*exc)
         return False
+
+
+adapters_off = _adapters_off
+
+
+class ReferenceMode:
+    """Context in which ``model`` *is* the reference, the stage's starting model: adapters disabled and,
+    when the projector is trained in place (``train_projector``), a frozen copy of its starting weights
+    swapped in — otherwise online reference forwards (uncached image variants, POVID's noise) would see the
+    trained projector."""
+
+    def __init__(self, model, frozen_projector: torch.nn.Module | None = None):
+        self.model, self.frozen = model, frozen_projector
+        self.adapters = _adapters_off(model)
+        self.saved = None
+
+    def __enter__(self):
+        self.adapters.__enter__()
+        if self.frozen is not None:
+            inner = llava_of(self.model).model
+            self.saved = inner.multi_modal_projector
+            inner.multi_modal_projector = self.frozen
+        return self.model
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            llava_of(self.model).model.multi_modal_projector = self.saved
+            self.saved = None
+        return self.adapters.__exit__(*exc)
 
 
 def _micro_batches(n: int, cfg: TrainConfig, seed: int):
@@ -252,10 +379,22 @@ def _rng_state() -> dict:
     return {"torch": torch.get_rng_state()}
 
 
+def stage_fingerprint(records: list[PreferenceRecord], mcfg: Any, stage: Stage, seed: int, start: str = "") -> str:
+    """Identity of a stage's run: data, the whole method config (not only the stage's TrainConfig: method
+    parameters such as a mask ratio change the reference sequences), the sequences and image variants, the
+    seed and the starting model (hash of the earlier stages' weights). Guards the reference cache and resume."""
+    seqs = [[s.name, s.image.name, s.image.space, s.image.fixed, s.with_reference] for s in stage.sequences]
+    own = {k: v for k, v in to_dict(mcfg).items()  # other stages' loop settings do not matter here
+           if not isinstance(getattr(mcfg, k, None), TrainConfig) or k == stage.config_key}
+    blob = json.dumps([[r.to_json() for r in records], own, stage.name, stage.kind, seqs, seed, start],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train_stage(
     method: Method, stage: Stage, mcfg: Any, model: torch.nn.Module, pre: LlavaPreprocessor,
     records: list[PreferenceRecord], stage_dir: Path, seed: int, resume: bool, device: str = "cpu",
-    progress: bool = True,
+    progress: bool = True, start_fingerprint: str = "",
 ) -> dict:
     """Train one stage in place on ``model`` (a fresh PeftModel); returns a summary dict."""
     from accelerate import Accelerator
@@ -264,23 +403,28 @@ def train_stage(
     cfg: TrainConfig = getattr(mcfg, stage.config_key)
     if stage.expand is not None:
         records = [r2 for r in records for r2 in stage.expand(r)]
+    check_inputs(pre, records, stage.sequences, cfg)
     stage_dir.mkdir(parents=True, exist_ok=True)
     use_bf16 = cfg.bf16 and device.startswith("cuda")
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if use_bf16 else "no")
     if cfg.disable_dropout:
         disable_dropout(model)
     set_trainable(model, cfg)
+    frozen_projector = None
+    if cfg.train_projector and stage.kind == "preference":
+        frozen_projector = copy.deepcopy(llava_of(model).model.multi_modal_projector).requires_grad_(False)
+    ref_mode = lambda: ReferenceMode(model, frozen_projector)  # noqa: E731
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise BenchError(f"stage {stage.name}: no trainable parameters")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = total_steps(len(records), cfg)
-    sched = get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * steps), steps)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * steps)
+    sched = get_cosine_schedule_with_warmup(opt, warmup, steps)
     model, opt, sched = accelerator.prepare(model, opt, sched)
     pad_id = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
 
-    fp = hashlib.sha256(json.dumps([[r.to_json() for r in records], to_dict(cfg), stage.name, seed],
-                                   sort_keys=True, default=str).encode()).hexdigest()[:16]
+    fp = stage_fingerprint(records, mcfg, stage, seed, start_fingerprint)
     cache = ReferenceCache(stage_dir / "ref_logps.safetensors", fp) if (cfg.cache_reference and stage.kind == "preference") else None
 
     start_step, state_path, log_path = 0, stage_dir / "state.pt", stage_dir / "log.jsonl"
@@ -303,7 +447,7 @@ def train_stage(
         todo = [r for r in records if any(cache.get(r.id, s.name) is None for s in fixed)]
         for i in range(0, len(todo), cfg.batch_size):
             _reference(model, pre, todo[i : i + cfg.batch_size], Stage(stage.name, fixed, stage.loss), cfg, seed, 0,
-                       device, pad_id, cache)
+                       device, pad_id, cache, ref_mode)
         if todo:
             cache.save()
 
@@ -330,24 +474,26 @@ def train_stage(
             ids_seen += [r.id for r in batch]
             with accelerator.autocast():
                 policy, enc, raw = run_sequences(model, pre, batch, stage.sequences, cfg, seed, epoch, device, pad_id)
-                reference = (_reference(model, pre, batch, stage, cfg, seed, epoch, device, pad_id, cache)
+                reference = (_reference(model, pre, batch, stage, cfg, seed, epoch, device, pad_id, cache, ref_mode)
                              if stage.kind == "preference" else {})
                 inputs = StepInputs(batch, policy, reference, extra={"encoded": enc, "raw": raw, "epoch": epoch,
                                                                    "model": model, "pre": pre, "cfg": cfg,
-                                                                   "seed": seed, "device": device, "pad_id": pad_id})
+                                                                   "seed": seed, "device": device, "pad_id": pad_id,
+                                                                   "reference_mode": ref_mode})
                 if stage.extra_forward is not None:
                     stage.extra_forward(model, inputs, mcfg)
                 loss, metrics = stage.loss(inputs, mcfg)
             if not torch.isfinite(loss):
-                raise BenchError(
-                    f"{method.name}/{stage.name}: non-finite loss {loss.item()} at step {step + 1} on samples {ids_seen};"
-                    f" the last good checkpoint is kept in {stage_dir}"
-                )
+                raise BenchError(f"{method.name}/{stage.name}: non-finite loss {loss.item()} at step {step + 1} on"
+                                 f" samples {[r.id for r in batch]}; {_last_good(state_path)}")
             accelerator.backward(loss / cfg.grad_accum)
             agg["loss"] = agg.get("loss", 0.0) + loss.item() / cfg.grad_accum
             for k, v in metrics.items():
                 agg[k] = agg.get(k, 0.0) + float(v.detach().float().mean()) / cfg.grad_accum
         grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        if not torch.isfinite(torch.as_tensor(grad_norm)):
+            raise BenchError(f"{method.name}/{stage.name}: non-finite gradient norm at step {step + 1} on samples"
+                             f" {ids_seen}; no update was applied; {_last_good(state_path)}")
         lr_used = sched.get_last_lr()[0]
         opt.step()
         sched.step()
@@ -375,6 +521,13 @@ def train_stage(
     summary["steps"] = steps
     summary["records"] = len(records)
     return summary
+
+
+def _last_good(state_path: Path) -> str:
+    if state_path.exists():
+        step = torch.load(state_path, weights_only=False, map_location="cpu", mmap=True).get("step")
+        return f"the last good checkpoint (step {step}) is kept in {state_path.parent} (resume with --resume)"
+    return f"no checkpoint was saved before this step (set save_every to keep one) in {state_path.parent}"
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -407,6 +560,12 @@ def _save_adapter(model, cfg: TrainConfig, stage_dir: Path) -> None:
         save_file(extra, str(stage_dir / "non_lora_trainables.safetensors"))
 
 
+def _weights_fingerprint(ckpt: Path, done: list[dict]) -> str:
+    """Hash of the weights the earlier stages left (what the next stage starts from)."""
+    files = sorted(f for st in done for f in (ckpt / st["dir"]).rglob("*.safetensors") if "ref_logps" not in f.name)
+    return hashlib.sha256("|".join(f"{f.relative_to(ckpt)}:{sha256_file(f)}" for f in files).encode()).hexdigest()[:16]
+
+
 def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord], out_dir: Path, seed: int,
           resume: bool = False, device: str = "cpu", progress: bool = True) -> dict:
     """Run every stage of ``method``; returns {stage: summary}. ``base_loader()`` → (model, preprocessor)."""
@@ -430,7 +589,7 @@ def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord
         model = model if cfg.full_finetune else add_lora(model, cfg)
         model.to(device)
         summaries[stage.name] = train_stage(method, stage, mcfg, model, pre, records, stage_dir, seed,
-                                            resume, device, progress)
+                                            resume, device, progress, start_fingerprint=_weights_fingerprint(ckpt, done))
         done.append({"name": stage.name, "dir": stage.name})
         atomic_write_json(stages_file, {"method": method.name, "stages": done})
         del model

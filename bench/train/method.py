@@ -46,12 +46,19 @@ CLEAN = ImageVariant("clean")
 
 @dataclass(frozen=True)
 class Sequence:
-    """One (response, image variant) sequence the loss needs, e.g. chosen on the clean image."""
+    """One (response, image variant) sequence the loss needs, e.g. chosen on the clean image.
+
+    ``tokens`` (optional) builds the response token ids itself, ``(record, preprocessor) -> ids``
+    without the closing ``</s>`` (the loop appends it), for methods whose per-token weights must line
+    up with how the response was cut into pieces (OPA-DPO tokenises sentence by sentence); when it is
+    None the loop tokenises ``response(record)`` as the LLaVA template does.
+    """
 
     name: str
     response: Callable[[PreferenceRecord], str]
     image: ImageVariant = CLEAN
     with_reference: bool = True
+    tokens: Callable[[PreferenceRecord, Any], list[int]] | None = None
 
 
 @dataclass
@@ -73,7 +80,15 @@ class LogProbs:
 @dataclass
 class StepInputs:
     """What a loss receives: policy and reference log-probs per sequence name, the records,
-    per-sample tensors derived from them, and a hook for extra forwards (POVID)."""
+    per-sample tensors derived from them, and a hook for extra forwards (POVID).
+
+    ``extra`` (set by the loop): ``model``, ``pre`` (preprocessor), ``cfg`` (the stage's TrainConfig),
+    ``seed``, ``epoch``, ``device``, ``pad_id``, ``encoded`` (the policy batch) and ``raw`` (the policy
+    forward, :class:`bench.train.loop.RawForward`: per-row log-probs/targets/arg-max and ``rescore(name,
+    targets)``, which scores other tokens at a sequence's supervised positions from the same hidden
+    states, with gradient) and ``reference_mode`` (a context-manager factory: inside it the model *is*
+    the reference, for extra reference forwards).
+    """
 
     records: list[PreferenceRecord]
     policy: dict[str, LogProbs]
@@ -120,10 +135,12 @@ class Method:
         return records
 
     def load_records(self, path: Path, cfg: Any, image_root: Path | None = None) -> list[PreferenceRecord]:
-        """Read the method's released data format (or our JSONL of PreferenceRecord) into records."""
-        from bench.data.loaders import load_preference_file
+        """Read a released data format (HA-DPO, POVID, HSA-DPO, OPA-DPO; recognised from the path) or our
+        JSONL of PreferenceRecord into records (:func:`bench.data.formats.load_any`); the loop then
+        applies :meth:`prepare_records`. ``cfg.data_seed`` (default 42) seeds formats that sample (HA-DPO)."""
+        from bench.data.formats import load_any
 
-        return load_preference_file(path, image_root=image_root)
+        return load_any(path, image_root=image_root, seed=getattr(cfg, "data_seed", 42))
 
     def default_data(self, data_root: Path) -> Path:
         """The bundled synthetic data set this method trains on when no --data is given: the method's
