@@ -1,25 +1,37 @@
 """HA-DPO — hallucination-aware DPO (Zhao et al., arXiv 2311.16839).
 
-Objective: plain sigmoid DPO, β 0.1, sequence log-prob = sum over response tokens
-(``opendatalab/HA-DPO@42f72c5: ha_dpo/trainer/base_dpo_trainer.py (dpo_loss)``); the ``gamma``
-argument is unused for LLaVA (the LM term exists only for MiniGPT-4) and is not offered here.
-What makes it HA-DPO is the data and the recipe (``ha_dpo/models/llava-v1_5/README.md``): lr 2e-6
-cosine, warmup 3%, 1 epoch, LoRA r128/α256 on the LM linears, projector trained (the seed's code
-path, methods.md §1.2), dropout disabled in policy and reference, reference = a frozen copy of the
-base model — numerically the base with adapters disabled once dropout is off, which is what the loop
-uses (and caches).
+Objective (``opendatalab/HA-DPO@42f72c5: ha_dpo/trainer/base_dpo_trainer.py (BaseDPOTrainer.dpo_loss)``),
+sigmoid DPO with sequence log-probs summed over the response tokens and ``</s>``, mean over pairs:
 
-Data (:func:`bench.data.formats.load_hadpo`): ``desc_data.json`` description pairs (one chosen and one
-rejected picked per image with seed 42, one of four describe-prompts at random) **twice** + the
-POPE-style pairs of ``pope_data.json`` with ``correct == False``.
+    L = −log σ( β · [ (log πθ(y_w|x) − log π_ref(y_w|x)) − (log πθ(y_l|x) − log π_ref(y_l|x)) ] ),  β = 0.1
+
+The constructor's ``gamma`` (an LM term) is used only for MiniGPT-4, never for LLaVA; not offered here.
+What makes it HA-DPO is the data and the recipe (``ha_dpo/models/llava-v1_5/README.md`` training command,
+``train_dpo.py``, methods.md §1.2):
+
+* data (:func:`bench.data.formats.load_hadpo`): POPE-style pairs the model got wrong + description pairs
+  twice, one chosen / rejected / describe-prompt drawn per image with ``random.seed(42)``;
+* lr 2e-6, cosine, warmup 3 % (``--warmup_steps 0`` falls back to the script's ratio), 1 epoch, AdamW,
+  weight decay 0, max grad norm 1.0; global batch 128 pairs (16 per GPU × 8 GPUs) — here micro-batch 4 ×
+  32 accumulation steps, the same mean over 128 pairs per update; ``model_max_length`` 2048;
+* LoRA r 128, α 256 on q/k/v/o/gate/up/down of the language model (``find_all_linear_names``);
+* projector trained (``train_projector``): ``get_peft_model`` runs before ``initialize_vision_modules``,
+  which re-enables the projector's gradients; ``--mm_projector_lr 0`` is passed but this trainer builds the
+  default optimizer, so the projector trains at the LoRA lr and is saved as ``non_lora_trainables``;
+* dropout disabled in policy and reference (``disable_dropout_in_model``; also zeroes LoRA dropout);
+* reference = a second, frozen copy of the base model. With dropout off that is numerically the base with
+  the adapters disabled and the projector's starting weights, which is what the loop uses
+  (:class:`bench.train.loop.ReferenceMode`: one model in memory plus a frozen projector copy; reference
+  log-probs cached on disk).
+
+Deviations: vision features in bf16 as the seed (the loop's autocast), no ZeRO-3 / gradient checkpointing
+(memory levers, not semantics).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from bench.data.preference import PreferenceRecord
 from bench.registry import METHODS
 from bench.train.config import TrainConfig
 from bench.train.method import Method, Stage
@@ -28,30 +40,24 @@ from methods.dpo import CHOSEN, REJECTED, dpo_stage_loss
 
 @dataclass
 class HaDpoConfig:
-    """β 0.1; loop defaults of HA-DPO's LLaVA-1.5-7B training command."""
+    """β 0.1 (``BaseDPOTrainer`` default as called); loop settings of HA-DPO's LLaVA-1.5-7B command;
+    ``data_seed`` 42 = the seed's ``random.seed`` for the pair/prompt draws of ``desc_data.json``."""
 
     beta: float = 0.1
-    seed: int = 42  # data assembly (pair and prompt choice), as the seed's "offline" strategy
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-6, epochs=1, max_length=2048,
-                                                                   train_projector=True))
+    data_seed: int = 42
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=2e-6, epochs=1, batch_size=4, grad_accum=32, warmup_ratio=0.03, max_length=2048, lora_r=128,
+        lora_alpha=256, lora_dropout=0.05, train_projector=True, disable_dropout=True, cache_reference=True))
 
 
 @METHODS.register("ha-dpo")
 class HaDpoMethod(Method):
-    """DPO on HA-DPO data (desc pairs ×2 + POPE-style pairs), projector trained, dropout off."""
+    """DPO on HA-DPO data (POPE-style pairs + description pairs ×2), projector trained, dropout off."""
 
     name = "ha-dpo"
     version = "1"
+    description = "sigmoid DPO on hallucination-aware pairs; LoRA r128 + trained projector (HA-DPO recipe)"
     config_cls = HaDpoConfig
 
     def stages(self, cfg: HaDpoConfig) -> list[Stage]:
         return [Stage("dpo", [CHOSEN, REJECTED], dpo_stage_loss)]
-
-    def load_records(self, path: Path, cfg: HaDpoConfig, image_root: Path | None = None) -> list[PreferenceRecord]:
-        from bench.data.formats import load_hadpo
-
-        path = Path(path)
-        if path.is_dir() or path.name in ("desc_data.json", "pope_data.json"):
-            folder = path if path.is_dir() else path.parent
-            return load_hadpo(folder / "desc_data.json", folder / "pope_data.json", image_root or folder, cfg.seed)
-        return super().load_records(path, cfg, image_root)

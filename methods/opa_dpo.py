@@ -1,165 +1,262 @@
 """OPA-DPO — on-policy alignment before DPO (Yang et al., CVPR 2025, arXiv 2501.09695).
 
-Notation: y_gt ground-truth answer, y_o the model's own rollout, y_r the expert's minimal revision of
-y_o; v the image, ṽ the masked image (30 % of pixel positions of the normalised tensor set to its mean,
-drawn once per sample — ``mask_single_image``, method "random"). Δ_t(y) = log πθ(y_t) − log π_ref(y_t).
+Notation: y_gt the dataset's answer, y_o the model's own rollout, y_r the expert's (GPT-4V) minimal
+revision of y_o; v the image, ṽ the masked image; Δ_t(y) = log πθ(y_t|·) − log π_ref(y_t|·).
 
-Stage 1 "opa" (``opadpo/opa_train.py``): LoRA-SFT, cross-entropy on y_gt and y_r (2N examples).
-Stage 2 "dpo" (``opadpo/dpo_models/dpo_trainer.py: compute_policy_loss``), reference = the OPA model:
+Stage 1 "opa" (``zhyang2226/OPA-DPO@db90180: opadpo/opa_train.py``, ``opa_models/opa_trainer.py``,
+``run/train_opa.sh``): LoRA-SFT, next-token cross-entropy (mean over supervised tokens) on (query, v, y_gt)
+and (query, v, y_r) — 2N examples (``Stage.expand``); lr 2e-5, cosine, warmup 3 %, 2 epochs, global batch
+128 (4 per GPU × 8 accumulation × 4 GPUs; here 4 × 32), LoRA r 256 / α 512, dropout 0. We follow the seed in
+putting LoRA on every linear layer, *including the CLIP vision tower and the projector*
+(``find_all_linear_names`` without the multimodal exclusion; ``lora_vision``); stage chaining merges it.
 
-    ℓ1 = DPO(y_gt | v  ≻  y_o | v)
-    ℓ2 = DPO(y_r | v  ≻  y_o | v)   with per-token sentence weights s (score 1→2.5, 2→2.0, 3→1.5, 4→1.0)
-    ℓ3 = DPO(y_gt | v ≻  y_gt | ṽ)
-    ℓ4 = DPO(y_r | v  ≻  y_r | ṽ)   with per-token error-type weights (image_recognition_error 3.0, else 1.0)
-    A  = −log σ(r1) − log σ(−r2) − log σ(r3) − log σ(−r4),  r_k = β·Δ(chosen of pair k) (unweighted)
-    L  = ℓ1 + ℓ2 + 0.2·ℓ3 + 0.2·ℓ4 + A
+Stage 2 "dpo" (``opadpo/dpo_models/dpo_trainer.py: dpo_loss, compute_policy_loss``,
+``utils/data_utils_dpo.py: DataCollatorForCausalLM``), reference = the OPA model (the loop's stage chaining:
+stage 2 starts from, and refers to, the merged stage-1 model), β 0.1:
 
-Choices (methods.md §4.1, §7): the seed averages a *position-aligned per-token* loss over batch × 896
-positions (chosen and rejected aligned by index, padding adding log 2). We default to the intended
-sequence form — DPO on weighted sums Σ_t w_t Δ_t — and keep the seed's form behind
-``per_token_aligned=True`` (positions = the padded width of the batch, not a fixed 896). The anchor's
-signs follow the seed code (it pushes the revised response's reward *down*); flagged, not changed.
-LoRA: the seed's OPA step also puts LoRA on the vision tower and projector; ours stays on the language
-model (the DPO step freezes those anyway). Stage chaining merges the OPA LoRA and trains a fresh LoRA
-from it (the seed keeps training the OPA LoRA itself) — same start point and reference, different
-parametrisation.
+    ℓ1 = DPO(y_gt|v ≻ y_o|v)                       weights 1
+    ℓ2 = DPO(y_r|v  ≻ y_o|v)                       sentence-score weights: score 1→2.5, 2→2.0, 3→1.5, 4→1.0
+    ℓ3 = DPO(y_gt|v ≻ y_gt|ṽ)                      weights 1
+    ℓ4 = DPO(y_r|v  ≻ y_r|ṽ)                       error-type weights, both sides: image_recognition_error→3.0,
+                                                   else 1.0
+    A  = −log σ(r1 − δ) − log σ(−r2 + δ) − log σ(r3 − δ) − log σ(−r4 + δ),  r_k = β·Δ(chosen of pair k),
+         unweighted; r3 = r1 and r4 = r2 (same sequences), so A = 2·[−log σ(r1 − δ) − log σ(−r2 + δ)]
+    L  = c_std·ℓ1 + c_AI·ℓ2 + c_std·c_img·ℓ3 + c_AI·c_img·ℓ4 + c_anc·A,   c_std = c_AI = 1, c_img = 0.2,
+         c_anc = 1, δ = 0                                     (``configs/llava/llava_dpo.yaml``)
+
+with DPO(w ≻ l) = −log σ(β·[Σ_t s^w_t Δ_t(w) − Σ_t s^l_t Δ_t(l)]), mean over the batch (default,
+``per_token_aligned=False``). Token weights: y_o and y_r are built sentence by sentence from the report, as
+the seed's collator does — each copied (for y_o) or rewritten (for y_r) sentence tokenised on its own and
+concatenated, then "Added" (weight 1) for y_r — so every token carries its sentence's weight by
+construction (``Sequence.tokens``; the loss checks the loop's token ids against the pieces). ``</s>``:
+in y_r it takes the previous token's weight (the seed's ``pad_eos``); in y_o its score weight is 0 (the seed
+gives the rollout's end-of-sequence token no score: "we do not add eos to original generate responses").
+
+The masked image ṽ (``mask_single_image``, method "random", ratio 0.3): on the normalised pixel tensor,
+⌊0.3·H·W⌋ pixel positions (all channels) set to the tensor's mean; ``ImageVariant(space="pixel",
+fixed=True)``, drawn per sample from (seed, sample id) and shared by policy and reference, so the reference
+log-probs are cached.
+
+Choices and deviations (methods.md §4, §7):
+* **per-token form.** The seed's ``dpo_loss`` works element-wise on [batch, 896] per-token log-ratios —
+  chosen and rejected aligned by *position index*, each padded position adding log 2, every term (and the
+  anchor) a mean over batch × 896 positions. That compares unrelated tokens and scales the gradient with
+  1/896; we read it as a quirk and default to the sequence form above (DPO's objective on sequence
+  log-ratios with per-token weights). ``per_token_aligned=True`` gives the seed's form, positions padded to
+  ``response_positions`` (896) or the longest response if longer.
+* the anchor's signs follow the code: it pushes the revised response's reward *down* (flagged in
+  methods.md; not changed).
+* the mask is redrawn at every rollout (outer step) in the seed; ours is fixed per sample (cacheable
+  reference) unless ``mask_per_epoch`` (then fresh per epoch, reference online).
+* stage 2 trains a fresh LoRA (r 256 / α 512, language model only) on the merged OPA model; the seed keeps
+  training the OPA adapter itself (vision tower and projector frozen). Same start point and reference,
+  different parametrisation (a fresh LoRA starts at B = 0).
+* OPA-SFT images: the seed leaves ``image_aspect_ratio`` at ``square`` for that step (resize + centre
+  crop); we pad to square in both stages (identical for square images).
+* DPO run length: ``total_epochs 4`` capped at 500 outer steps of 64 samples; lr 1e-6 with 5 warmup steps,
+  global batch 32 (2 per GPU × 4 GPUs × 4 accumulation; here 2 × 16). The 500-step cap only binds above
+  8 000 samples and is not modelled (set ``train.max_steps``).
+* report parsing (:func:`bench.data.formats.load_opa`): the text after the last copied sentence stays in
+  y_o (the seed drops it); scores outside 1–4 are load errors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from bench.data.formats import OPA_ERROR_WEIGHT, OPA_SCORE_WEIGHT, load_opa, opa_extra_from_pair
+from bench.data.formats import OPA_ERROR_WEIGHT, OPA_SCORE_WEIGHT, opa_extra_from_pair
 from bench.data.preference import PreferenceRecord
+from bench.errors import BenchError, DataError
 from bench.registry import METHODS
 from bench.train.config import TrainConfig
 from bench.train.method import ImageVariant, LogProbs, Method, Sequence, Stage, StepInputs
 from methods.dpo import reward_metrics
 
+OPA_FIELDS = ("gt", "rollout", "revision", "sentences")
+
 
 def mask_pixels(pixels: torch.Tensor, generator: torch.Generator, ratio: float = 0.3) -> torch.Tensor:
-    """Set ``ratio`` of the pixel positions (all channels) to the tensor's mean."""
-    _, h, w = pixels.shape
-    n = int(round(ratio * h * w))
+    """Set ⌊ratio·H·W⌋ pixel positions (all channels) of ``pixels`` [C, H, W] to the tensor's mean."""
+    c, h, w = pixels.shape
+    n = int(h * w * ratio)
     idx = torch.randperm(h * w, generator=generator)[:n]
-    out = pixels.clone().reshape(pixels.shape[0], -1)
+    out = pixels.clone().reshape(c, -1)
     out[:, idx] = pixels.mean()
     return out.reshape(pixels.shape)
 
 
-MASKED = ImageVariant("masked", transform=mask_pixels, space="pixel", fixed=True)
-GT, OWN, REV = (lambda r: r.extra["gt"]), (lambda r: r.extra["rollout"]), (lambda r: r.extra["revision"])
-SEQS = [Sequence("gt", GT), Sequence("own", OWN), Sequence("rev", REV),
-        Sequence("gt_masked", GT, image=MASKED), Sequence("rev_masked", REV, image=MASKED)]
+def masked_variant(ratio: float, per_epoch: bool) -> ImageVariant:
+    return ImageVariant(f"masked_r{ratio}", transform=lambda x, g: mask_pixels(x, g, ratio), space="pixel",
+                        fixed=not per_epoch)
+
+
+# --------------------------------------------------------------------------------- sentence pieces
+def _piece_ids(pre, text: str) -> list[int]:
+    """Token ids of ``text`` as a response piece, tokenised the way the loop tokenises a response."""
+    return list(pre.response_ids(text)[:-1])
+
+
+def response_pieces(pre, rec: PreferenceRecord, side: str) -> tuple[list[int], list[float], list[float]]:
+    """Token ids of y_o (``side="own"``) or y_r (``"rev"``) built sentence by sentence, and per-token
+    score and error-type weights, each with one more entry for ``</s>``."""
+    ids: list[int] = []
+    score_w: list[float] = []
+    error_w: list[float] = []
+    key = "copied" if side == "own" else "rewritten"
+    for s in rec.extra.get("sentences") or []:
+        text = (s.get(key) or "").strip()
+        if not text:
+            continue
+        piece = _piece_ids(pre, text)
+        ids += piece
+        score_w += [OPA_SCORE_WEIGHT.get(int(s["score"]), 1.0)] * len(piece)
+        error_w += [OPA_ERROR_WEIGHT.get(s.get("error_type", "correct"), 1.0)] * len(piece)
+    if side == "rev" and (rec.extra.get("added") or "").strip():
+        piece = _piece_ids(pre, rec.extra["added"].strip())
+        ids += piece
+        score_w += [1.0] * len(piece)
+        error_w += [1.0] * len(piece)
+    if not ids:  # no usable report: the whole text, weight 1
+        ids = _piece_ids(pre, rec.extra["rollout" if side == "own" else "revision"])
+        score_w, error_w = [1.0] * len(ids), [1.0] * len(ids)
+    if side == "own":
+        score_w.append(0.0)  # the seed gives y_o's </s> no score weight
+        error_w.append(1.0)
+    else:
+        score_w.append(score_w[-1] if score_w else 1.0)  # pad_eos: </s> takes the last token's weight
+        error_w.append(error_w[-1] if error_w else 1.0)
+    return ids, score_w, error_w
+
+
+def _gt(r: PreferenceRecord) -> str:
+    return r.extra["gt"]
+
+
+def _own(r: PreferenceRecord) -> str:
+    return r.extra["rollout"]
+
+
+def _rev(r: PreferenceRecord) -> str:
+    return r.extra["revision"]
+
+
+def _own_tokens(r: PreferenceRecord, pre) -> list[int]:
+    return response_pieces(pre, r, "own")[0]
+
+
+def _rev_tokens(r: PreferenceRecord, pre) -> list[int]:
+    return response_pieces(pre, r, "rev")[0]
 
 
 @dataclass
 class OpaDpoConfig:
-    """Coefficients of ``configs/llava/llava_dpo.yaml``; loop settings of both stages' scripts."""
+    """Coefficients of ``configs/llava/llava_dpo.yaml``; loop settings of ``run/train_opa.sh`` (``sft``) and
+    ``run/train_opa_dpo.sh`` (``train``)."""
 
     beta: float = 0.1
-    coef_standard: float = 1.0
-    coef_ai: float = 1.0
-    coef_image: float = 0.2
-    coef_anchor: float = 1.0
-    anchor_delta: float = 0.0
+    coef_standard: float = 1.0  # standard_pair_coef
+    coef_ai: float = 1.0  # AI_pair_coef
+    coef_image: float = 0.2  # CoPO_coef
+    coef_anchor: float = 1.0  # Anchor_coef
+    anchor_delta: float = 0.0  # Anchor_value
+    mask_ratio: float = 0.3  # CoPO_mask_ratio
+    mask_per_epoch: bool = False
     per_token_aligned: bool = False
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-5, epochs=2, batch_size=4, grad_accum=8,
-                                                                 lora_r=256, lora_alpha=512, lora_dropout=0.0,
-                                                                 max_length=2048))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-6, epochs=4, batch_size=2, grad_accum=4,
-                                                                   lora_r=256, lora_alpha=512, lora_dropout=0.0,
-                                                                   max_length=2048))
+    response_positions: int = 896  # response_len of the seed's collator (per_token_aligned only)
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=2e-5, epochs=2, batch_size=4, grad_accum=32, warmup_ratio=0.03, max_length=2048, lora_r=256,
+        lora_alpha=512, lora_dropout=0.0, lora_vision=True, train_projector=False))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=1e-6, epochs=4, batch_size=2, grad_accum=16, warmup_steps=5, max_length=2048, lora_r=256,
+        lora_alpha=512, lora_dropout=0.0, train_projector=False))
 
 
-def token_weights(pre, response: str, sentences: list[dict], key: str, kind: str, n_tokens: int) -> torch.Tensor:
-    """Per-token weights of ``response`` (as the loop tokenises it: " " + text, then </s>) from its sentences."""
-    text = " " + response.strip()
-    enc = pre.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    spans, pos = [], 0
-    for s in sentences:
-        sent = s[key].strip()
-        if not sent:
-            continue
-        start = text.find(sent, pos)
-        if start < 0:
-            continue
-        w = OPA_SCORE_WEIGHT[int(s["score"])] if kind == "score" else OPA_ERROR_WEIGHT.get(s["error_type"], 1.0)
-        spans.append((start, start + len(sent), w))
-        pos = start + len(sent)
-    weights = []
-    for a, b in enc["offset_mapping"]:
-        w = 1.0
-        for s0, s1, sw in spans:
-            if a < s1 and b > s0:
-                w = sw
-                break
-        weights.append(w)
-    weights.append(1.0)  # </s>
-    out = torch.ones(n_tokens)
-    out[: min(n_tokens, len(weights))] = torch.tensor(weights[:n_tokens])
+def sequences(cfg: OpaDpoConfig) -> list[Sequence]:
+    masked = masked_variant(cfg.mask_ratio, cfg.mask_per_epoch)
+    return [Sequence("gt", _gt), Sequence("own", _own, tokens=_own_tokens), Sequence("rev", _rev, tokens=_rev_tokens),
+            Sequence("gt_masked", _gt, image=masked), Sequence("rev_masked", _rev, image=masked, tokens=_rev_tokens)]
+
+
+def token_weights(inputs: StepInputs, seq: str, kind: str) -> torch.Tensor:
+    """[B, T] weights of sequence ``seq`` (``own``/``rev``/``rev_masked``), ``kind`` ``score`` or ``error``,
+    aligned with ``inputs.policy[seq]`` (checked against its token ids)."""
+    lp = inputs.policy[seq]
+    side = "own" if seq == "own" else "rev"
+    out = torch.zeros_like(lp.logps)
+    for i, rec in enumerate(inputs.records):
+        ids, score_w, error_w = response_pieces(inputs.extra["pre"], rec, side)
+        n = int(lp.mask[i].sum())
+        expected = ids + [inputs.extra["pre"].tokenizer.eos_token_id]
+        if n != len(expected) or lp.tokens[i, :n].tolist() != expected:
+            raise BenchError(f"opa-dpo: sample {rec.id} ({seq}): token weights do not line up with the sequence"
+                             f" ({len(expected)} weights for {n} tokens)")
+        out[i, :n] = torch.tensor(score_w if kind == "score" else error_w, dtype=out.dtype)
     return out
 
 
-def _weights(inputs: StepInputs, seq: str, kind: str | None, length: int, device) -> torch.Tensor:
-    if kind is None:
-        return torch.ones(len(inputs.records), length, device=device)
-    pre = inputs.extra["pre"]
-    key = {"own": "copied", "rev": "rewritten", "rev_masked": "rewritten"}[seq]
-    field_ = {"own": "rollout", "rev": "revision", "rev_masked": "revision"}[seq]
-    return torch.stack([token_weights(pre, r.extra[field_], r.extra["sentences"], key, kind, length)
-                        for r in inputs.records]).to(device)
-
-
 def pair_loss(policy: dict[str, LogProbs], ref: dict[str, LogProbs], chosen: str, rejected: str, beta: float,
-              w_chosen: torch.Tensor, w_rejected: torch.Tensor, per_token_aligned: bool) -> torch.Tensor:
-    """Weighted DPO of one pair: sequence form (default) or the seed's position-aligned per-token form."""
-    dc = (policy[chosen].logps - ref[chosen].logps) * policy[chosen].mask * w_chosen
-    dr = (policy[rejected].logps - ref[rejected].logps) * policy[rejected].mask * w_rejected
+              w_chosen: torch.Tensor | None = None, w_rejected: torch.Tensor | None = None,
+              per_token_aligned: bool = False, positions: int = 0) -> torch.Tensor:
+    """Weighted DPO of one pair, mean over the batch: sequence form (default), or the seed's per-token form
+    (chosen and rejected aligned by position, mean over batch × max(``positions``, longest) positions)."""
+    dc = (policy[chosen].logps - ref[chosen].logps) * policy[chosen].mask
+    dr = (policy[rejected].logps - ref[rejected].logps) * policy[rejected].mask
+    if w_chosen is not None:
+        dc = dc * w_chosen
+    if w_rejected is not None:
+        dr = dr * w_rejected
     if not per_token_aligned:
         return -F.logsigmoid(beta * (dc.sum(-1) - dr.sum(-1))).mean()
-    width = max(dc.shape[1], dr.shape[1])
+    width = max(dc.shape[1], dr.shape[1], positions)
     dc, dr = F.pad(dc, (0, width - dc.shape[1])), F.pad(dr, (0, width - dr.shape[1]))
     return -F.logsigmoid(beta * (dc - dr)).mean()
 
 
+def anchor_loss(policy: dict[str, LogProbs], ref: dict[str, LogProbs], beta: float, delta: float,
+                per_token_aligned: bool = False, positions: int = 0) -> torch.Tensor:
+    """AncPO with mDPO's form: 2·[−log σ(β·Δ(y_gt) − δ) − log σ(−β·Δ(y_r) + δ)] (r3 = r1, r4 = r2)."""
+    dg = (policy["gt"].logps - ref["gt"].logps) * policy["gt"].mask
+    dv = (policy["rev"].logps - ref["rev"].logps) * policy["rev"].mask
+    if not per_token_aligned:
+        r1, r2 = beta * dg.sum(-1), beta * dv.sum(-1)
+        return 2 * (-F.logsigmoid(r1 - delta) - F.logsigmoid(-r2 + delta)).mean()
+    width = max(dg.shape[1], dv.shape[1], positions)
+    r1, r2 = beta * F.pad(dg, (0, width - dg.shape[1])), beta * F.pad(dv, (0, width - dv.shape[1]))
+    return 2 * (-F.logsigmoid(r1 - delta) - F.logsigmoid(-r2 + delta)).mean()
+
+
 def opa_dpo_loss(inputs: StepInputs, cfg: OpaDpoConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The five-term loss of the module docstring."""
     p, r = inputs.policy, inputs.reference
-    dev = p["gt"].logps.device
-    ones = lambda s: torch.ones_like(p[s].logps)  # noqa: E731
-    pt = cfg.per_token_aligned
-    l1 = pair_loss(p, r, "gt", "own", cfg.beta, ones("gt"), ones("own"), pt)
-    l2 = pair_loss(p, r, "rev", "own", cfg.beta, _weights(inputs, "rev", "score", p["rev"].logps.shape[1], dev),
-                   _weights(inputs, "own", "score", p["own"].logps.shape[1], dev), pt)
-    l3 = pair_loss(p, r, "gt", "gt_masked", cfg.beta, ones("gt"), ones("gt_masked"), pt)
-    l4 = pair_loss(p, r, "rev", "rev_masked", cfg.beta,
-                   _weights(inputs, "rev", "error", p["rev"].logps.shape[1], dev),
-                   _weights(inputs, "rev_masked", "error", p["rev_masked"].logps.shape[1], dev), pt)
-    r_gt = cfg.beta * ((p["gt"].logps - r["gt"].logps) * p["gt"].mask).sum(-1)
-    r_rev = cfg.beta * ((p["rev"].logps - r["rev"].logps) * p["rev"].mask).sum(-1)
-    d = cfg.anchor_delta
-    anchor = 2 * (-F.logsigmoid(r_gt - d) - F.logsigmoid(-r_rev + d)).mean()  # r3 = r1, r4 = r2 (same sequences)
+    kw = {"per_token_aligned": cfg.per_token_aligned, "positions": cfg.response_positions}
+    l1 = pair_loss(p, r, "gt", "own", cfg.beta, **kw)
+    l2 = pair_loss(p, r, "rev", "own", cfg.beta, token_weights(inputs, "rev", "score"),
+                   token_weights(inputs, "own", "score"), **kw)
+    l3 = pair_loss(p, r, "gt", "gt_masked", cfg.beta, **kw)
+    l4 = pair_loss(p, r, "rev", "rev_masked", cfg.beta, token_weights(inputs, "rev", "error"),
+                   token_weights(inputs, "rev_masked", "error"), **kw)
+    anchor = anchor_loss(p, r, cfg.beta, cfg.anchor_delta, **kw)
     loss = (cfg.coef_standard * l1 + cfg.coef_ai * l2 + cfg.coef_standard * cfg.coef_image * l3
             + cfg.coef_ai * cfg.coef_image * l4 + cfg.coef_anchor * anchor)
-    r_own = cfg.beta * ((p["own"].logps - r["own"].logps) * p["own"].mask).sum(-1)
-    metrics = reward_metrics(r_gt.detach(), r_own.detach())
-    for name, v in (("l1", l1), ("l2", l2), ("l3", l3), ("l4", l4), ("anchor", anchor)):
+    reward = {k: cfg.beta * ((p[k].logps - r[k].logps) * p[k].mask).sum(-1).detach() for k in ("gt", "own", "rev")}
+    metrics = reward_metrics(reward["gt"], reward["own"])
+    metrics["rewards/revision"] = reward["rev"].mean()
+    for name, v in (("gt_own", l1), ("rev_own", l2), ("gt_masked", l3), ("rev_masked", l4), ("anchor", anchor)):
         metrics[f"loss/{name}"] = v.detach()
     return loss, metrics
 
 
 def sft_loss(inputs: StepInputs, cfg: OpaDpoConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Token-level cross-entropy (mean over supervised tokens) of the SFT targets."""
+    """Token-level cross-entropy, mean over the micro-batch's supervised tokens (HF causal-LM loss)."""
     lp = inputs.policy["target"]
     nll = -(lp.logps * lp.mask).sum() / lp.mask.sum().clamp(min=1)
     return nll, {"sft/nll": nll.detach()}
 
 
-def _sft_examples(rec: PreferenceRecord) -> list[PreferenceRecord]:
+def sft_examples(rec: PreferenceRecord) -> list[PreferenceRecord]:
     """Each sample gives two SFT examples: (query, image, y_gt) and (query, image, y_r)."""
     return [PreferenceRecord(f"{rec.id}/gt", rec.image, rec.question, rec.extra["gt"], rec.extra["gt"]),
             PreferenceRecord(f"{rec.id}/rev", rec.image, rec.question, rec.extra["revision"], rec.extra["revision"])]
@@ -167,29 +264,27 @@ def _sft_examples(rec: PreferenceRecord) -> list[PreferenceRecord]:
 
 @METHODS.register("opa-dpo")
 class OpaDpoMethod(Method):
-    """OPA LoRA-SFT on gt + revisions, then the five-term DPO (own/revised/masked-image/anchor)."""
+    """OPA LoRA-SFT on y_gt + y_r, then the five-term DPO (own / revised / masked-image / anchor)."""
 
     name = "opa-dpo"
     version = "1"
+    description = "LoRA-SFT on gt + expert revisions (OPA), then DPO with sentence weights, masked images, anchor"
     config_cls = OpaDpoConfig
 
     def stages(self, cfg: OpaDpoConfig) -> list[Stage]:
         return [Stage("opa", [Sequence("target", lambda r: r.chosen)], sft_loss, kind="sft", config_key="sft",
-                      expand=_sft_examples),
-                Stage("dpo", SEQS, opa_dpo_loss)]
-
-    def load_records(self, path: Path, cfg: OpaDpoConfig, image_root: Path | None = None) -> list[PreferenceRecord]:
-        from bench.io import iter_jsonl
-
-        path = Path(path)
-        first = next((rec for _, rec in iter_jsonl(path)), {})
-        if "AI_json_report" in first:
-            return load_opa(path, image_root)
-        return self.prepare_records(super().load_records(path, cfg, image_root))
+                      expand=sft_examples),
+                Stage("dpo", sequences(cfg), opa_dpo_loss)]
 
     def prepare_records(self, records: list[PreferenceRecord]) -> list[PreferenceRecord]:
-        """Plain pairs (the bundled synthetic data) get OPA fields derived by ``opa_extra_from_pair``."""
+        """Records without any OPA field (plain pairs such as the bundled synthetic data) get them derived by
+        :func:`bench.data.formats.opa_extra_from_pair`; records with some but not all are an error."""
         for rec in records:
-            if not {"gt", "rollout", "revision", "sentences"} <= set(rec.extra):
+            have = [k for k in OPA_FIELDS if k in rec.extra]
+            if not have:
                 rec.extra.update(opa_extra_from_pair(rec))
+            elif len(have) < len(OPA_FIELDS):
+                missing = sorted(set(OPA_FIELDS) - set(have))
+                raise DataError(f"<records> sample {rec.id}", f"OPA-DPO fields missing from extra: {missing}",
+                                field="extra")
         return records
