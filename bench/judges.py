@@ -1,185 +1,367 @@
-"""Judges (registry ``bench.judges``): an OpenAI-compatible chat client and an offline annotation judge.
+"""Judges (registry ``bench.judges``): text in, text out, every reply cached on disk.
 
-Every reply is cached on disk, append-only JSONL keyed by (judge id, sha256 of the prompt), so a
-rerun pays nothing twice; the API key is read from an environment variable and never written to
-logs, records, caches or error messages.
+A judge is a callable ``judge(prompt, attempt=0) -> reply``. Two entries:
 
-* ``openai`` — ``POST {base_url}/chat/completions`` (OpenAI, Azure-compatible gateways, vLLM, …) with
-  bounded retries and exponential backoff on HTTP 429 (honouring ``Retry-After``), 5xx and timeouts,
-  a minimum interval between requests, and a per-request timeout. Standard library only.
-* ``annotation`` — offline and deterministic: reads the region phrases and facts *from the SHR prompt*
-  and labels each numbered sentence: *hallucination* if it names a COCO object (CHAIR synonym list)
-  absent from the regions and facts, *correct* if every object it names is present, *cannot judge*
-  if it names none. It answers in the GPT judge's "Judgement:" format so the same parser scores it.
-  It measures object hallucination only — a different metric from GPT-4 SHR (protocol
-  ``shr-annotation``), never to be mixed with ``shr`` in one table.
+* ``openai`` — an OpenAI-compatible chat-completions client (``POST {base_url}/chat/completions``:
+  OpenAI itself, Azure-style gateways, vLLM, llama.cpp server …), standard library only (urllib).
+  Settings: model id, base URL (argument, else ``$BENCH_JUDGE_BASE_URL``, else the OpenAI URL), the
+  *name* of the environment variable that holds the API key (default ``OPENAI_API_KEY``; ``None`` for a
+  keyless local server), temperature, max_tokens and any extra request fields (HA-DPO also sends
+  ``top_p``, ``stop`` and ``logit_bias``). Robustness: a per-request timeout; bounded attempts with
+  exponential backoff on HTTP 429 (``Retry-After`` honoured, in seconds or as an HTTP date), 5xx,
+  timeouts, dropped connections and malformed (non-JSON / choice-less) bodies; any other 4xx fails at
+  once; a minimum interval between requests (a simple rate limit). The key is read from the environment
+  at request time, is never stored on the object, and is redacted from every message built from a
+  server reply; it never reaches logs, records, exceptions or caches.
+* ``annotation`` — offline and deterministic. It reads the region descriptions, the facts and the
+  numbered sentences back out of the SHR judge prompt (:func:`metrics.shr.parse_prompt`) and labels each
+  sentence from its COCO-object mentions (:func:`bench.feedback.find_mentions`: the CHAIR synonym list,
+  plural forms, multi-word names): *hallucination* if it asserts an object absent from every region
+  phrase and fact (or negates one that is present: "no dog" when a dog is annotated), *correct* if it
+  names objects and all of them agree with the annotations, *cannot judge* if it names no COCO object.
+  It answers in the GPT judge's ``Judgement:`` text format so the same parser scores it. It sees object
+  hallucination only (no attributes, counts, relations, or objects outside the 80 COCO classes), so it is
+  a **different metric** from GPT-4 SHR: protocol ``shr-annotation``, never mixed with ``shr``.
+
+Cache (:class:`ReplyCache`): append-only JSONL (``bench.io.append_jsonl``) of
+``{"judge", "prompt_sha256", "attempt", "reply", ...meta}`` keyed by (judge id, sha256 of the prompt,
+attempt). The judge id names the model and every setting that changes replies
+(``openai:gpt-4:t0.7:m800:<hash of extra fields>``); the base URL and the key are not part of it. The
+attempt index lets a caller re-ask the same prompt (a fresh sample at temperature > 0) and still pay
+nothing on a rerun. A torn last line (killed writer) is dropped on load and cut off before the next
+append. ``hits`` / ``misses`` count lookups. The file lives in ``cache_dir`` (``judge_replies.jsonl``),
+or in ``$BENCH_JUDGE_CACHE`` when that is set (one cache shared by every run directory).
 """
 
 from __future__ import annotations
 
 import abc
+import email.utils
+import http.client
 import json
+import logging
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.io import append_jsonl, iter_jsonl, sha256_text
+from bench.io import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
 from bench.registry import JUDGES
 
+log = logging.getLogger("bench.judges")
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+CACHE_FILE = "judge_replies.jsonl"
+
+
+class JudgeError(BenchError):
+    """The judge could not produce a reply (configuration, refused request, or retries exhausted)."""
+
+
+def _sleep(seconds: float) -> None:  # indirection so tests can record the waits
+    time.sleep(seconds)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` and anything shaped like an API key (``sk-…``) masked."""
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
+
+
+# ------------------------------------------------------------------------------------------- cache
 class ReplyCache:
-    """Append-only JSONL of ``{"judge", "prompt_sha256", "reply"}``; tolerant of a torn last line."""
+    """Append-only JSONL reply cache keyed by (judge id, sha256(prompt), attempt)."""
 
-    def __init__(self, path: Path | None):
-        self.path = path
-        self.replies: dict[tuple[str, str], str] = {}
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path is not None else None
+        self.records: dict[tuple[str, str, int], dict] = {}
         self.hits = self.misses = 0
-        if path is not None and path.exists():
-            for _, rec in iter_jsonl(path, repair=True):
-                self.replies[(rec["judge"], rec["prompt_sha256"])] = rec["reply"]
+        if self.path is not None and self.path.exists():
+            for _, rec in iter_jsonl(self.path, repair=True):
+                try:
+                    key = (str(rec["judge"]), str(rec["prompt_sha256"]), int(rec.get("attempt", 0)))
+                except (KeyError, TypeError, ValueError):
+                    continue  # a foreign line is not ours to interpret
+                if isinstance(rec.get("reply"), str):
+                    self.records.setdefault(key, rec)  # first reply wins (what the first run used)
+            truncate_torn_tail(self.path)
 
-    def get(self, judge_id: str, prompt: str) -> str | None:
-        reply = self.replies.get((judge_id, sha256_text(prompt)))
-        if reply is None:
+    @property
+    def replies(self) -> dict[tuple[str, str], str]:
+        """First-attempt replies by (judge id, prompt sha256) (read-only view)."""
+        return {(j, s): r["reply"] for (j, s, a), r in self.records.items() if a == 0}
+
+    def lookup(self, judge_id: str, prompt: str, attempt: int = 0) -> dict | None:
+        rec = self.records.get((judge_id, sha256_text(prompt), attempt))
+        if rec is None:
             self.misses += 1
         else:
             self.hits += 1
-        return reply
+        return rec
 
-    def put(self, judge_id: str, prompt: str, reply: str) -> None:
-        key = (judge_id, sha256_text(prompt))
-        self.replies[key] = reply
+    def get(self, judge_id: str, prompt: str, attempt: int = 0) -> str | None:
+        rec = self.lookup(judge_id, prompt, attempt)
+        return None if rec is None else rec["reply"]
+
+    def put(self, judge_id: str, prompt: str, reply: str, attempt: int = 0, **meta: Any) -> dict:
+        rec = {"judge": judge_id, "prompt_sha256": sha256_text(prompt), "attempt": attempt, "reply": reply, **meta}
+        self.records.setdefault((judge_id, rec["prompt_sha256"], attempt), rec)
         if self.path is not None:
-            append_jsonl(self.path, [{"judge": judge_id, "prompt_sha256": key[1], "reply": reply}])
+            append_jsonl(self.path, [rec])
+        return rec
+
+    def __len__(self) -> int:
+        return len(self.records)
 
 
+def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path | None:
+    env = os.environ.get("BENCH_JUDGE_CACHE")
+    if env:
+        return Path(env)
+    return Path(cache_dir) if cache_dir is not None else None
+
+
+# ------------------------------------------------------------------------------------------- base
 class CachedJudge(abc.ABC):
-    judge_id = "base"
+    """Base class: ``judge(prompt, attempt)`` answers from the cache or asks :meth:`reply` once."""
 
-    def __init__(self, cache_dir: Path | None = None):
-        self.cache = ReplyCache(Path(cache_dir) / "judge_replies.jsonl" if cache_dir else None)
+    judge_id: str = "base"
+    description: str = ""
+    version: str = "1"
 
-    def __call__(self, prompt: str) -> str:
-        cached = self.cache.get(self.judge_id, prompt)
-        if cached is not None:
-            return cached
-        reply = self.reply(prompt)
-        self.cache.put(self.judge_id, prompt, reply)
+    def __init__(self, cache_dir: str | os.PathLike | None = None):
+        folder = resolve_cache_dir(cache_dir)
+        self.cache = ReplyCache(folder / CACHE_FILE if folder is not None else None)
+        self.requests = 0  # uncached calls of :meth:`reply`
+
+    def __call__(self, prompt: str, attempt: int = 0) -> str:
+        rec = self.cache.lookup(self.judge_id, prompt, attempt)
+        if rec is not None:
+            return rec["reply"]
+        self.requests += 1
+        reply, meta = self.reply_with_meta(prompt)
+        self.cache.put(self.judge_id, prompt, reply, attempt, **meta)
         return reply
+
+    def reply_with_meta(self, prompt: str) -> tuple[str, dict]:
+        """The reply and what to record beside it in the cache (served model, date)."""
+        return self.reply(prompt), {}
 
     @abc.abstractmethod
     def reply(self, prompt: str) -> str:
         """The judge's answer to ``prompt`` (uncached)."""
 
+    def stats(self) -> dict:
+        return {"id": self.judge_id, "requests": self.requests, "cache_hits": self.cache.hits,
+                "cache_misses": self.cache.misses,
+                "cache_file": self.cache.path.name if self.cache.path is not None else None,
+                "cache_shared": bool(os.environ.get("BENCH_JUDGE_CACHE"))}
+
+
+# ------------------------------------------------------------------------------------------- openai
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _fmt(value: float) -> str:
+    return repr(float(value)) if isinstance(value, (int, float)) else str(value)
+
 
 class OpenAIJudge(CachedJudge):
-    """OpenAI-compatible chat completions judge (key from ``api_key_env``, never stored)."""
+    """OpenAI-compatible chat-completions judge (GPT-4 class or a local server), cached."""
 
     description = "OpenAI-compatible chat-completions judge (GPT-4 class or a local server), cached"
-    version = "1"
+    version = "2"
 
     def __init__(self, model: str = "gpt-4", temperature: float = 0.7, max_tokens: int = 800,
-                 base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
-                 max_retries: int = 5, min_interval: float = 0.0, cache_dir: Path | None = None, **_: Any):
-        self.model, self.temperature, self.max_tokens = model, temperature, max_tokens
-        self.base_url = (base_url or os.environ.get("BENCH_JUDGE_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-        self.api_key_env, self.timeout, self.max_retries, self.min_interval = api_key_env, timeout, max_retries, min_interval
-        self.judge_id = f"openai:{model}:t{temperature}:m{max_tokens}"
-        self._last = 0.0
-        self.requests = 0
+                 base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
+                 max_retries: int = 6, min_interval: float = 0.5, backoff: float = 2.0, max_sleep: float = 60.0,
+                 extra: dict | None = None, cache_dir: str | os.PathLike | None = None, **unknown: Any):
+        if unknown:
+            raise JudgeError(f"judge openai: unknown setting(s) {', '.join(sorted(unknown))}")
+        if max_retries < 1:
+            raise JudgeError("judge openai: max_retries must be >= 1")
+        self.model, self.temperature, self.max_tokens = model, float(temperature), int(max_tokens)
+        self.base_url = (base_url or os.environ.get("BENCH_JUDGE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.api_key_env = api_key_env
+        self.timeout, self.max_retries = float(timeout), int(max_retries)
+        self.min_interval, self.backoff, self.max_sleep = float(min_interval), float(backoff), float(max_sleep)
+        self.extra = dict(extra or {})
+        self.judge_id = f"openai:{model}:t{_fmt(self.temperature)}:m{self.max_tokens}"
+        if self.extra:
+            self.judge_id += ":" + sha256_text(json.dumps(self.extra, sort_keys=True))[:8]
+        self._last_request = float("-inf")
+        self.attempts = 0  # HTTP requests sent, retries included
         super().__init__(cache_dir)
 
-    def reply(self, prompt: str) -> str:
+    def __repr__(self) -> str:  # no key here: it is never stored on the object
+        return f"OpenAIJudge({self.judge_id!r}, base_url={self.base_url!r})"
+
+    # -------------------------------------------------------------- helpers
+    def _key(self) -> str | None:
+        if self.api_key_env is None:
+            return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise BenchError(f"judge {self.judge_id}: set the API key in ${self.api_key_env} (or pick the offline"
-                             " `shr-annotation` protocol); cached replies are reused without a key")
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "temperature": self.temperature, "max_tokens": self.max_tokens}).encode()
-        delay = 1.0
-        last_error = ""
+            raise JudgeError(f"judge {self.judge_id}: set the API key in ${self.api_key_env} (or score the offline"
+                             " `shr-annotation` protocol); replies already cached are reused without a key")
+        return key
+
+    def _throttle(self) -> None:
+        wait = self._last_request + self.min_interval - time.monotonic()
+        if wait > 0:
+            _sleep(wait)
+        self._last_request = time.monotonic()
+
+    def body(self, prompt: str) -> dict:
+        return {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                "temperature": self.temperature, "max_tokens": self.max_tokens, **self.extra}
+
+    @staticmethod
+    def _server_message(exc: urllib.error.HTTPError, key: str | None) -> str:
+        try:
+            raw = exc.read(2000).decode("utf-8", "replace")
+        except Exception:  # noqa: BLE001 - an unreadable error body is just absent
+            return ""
+        try:
+            err = json.loads(raw).get("error")
+            raw = err.get("message", "") if isinstance(err, dict) else str(err or raw)
+        except (ValueError, AttributeError):
+            pass
+        raw = " ".join(raw.split())[:200]
+        return f": {redact(raw, key)}" if raw else ""
+
+    # -------------------------------------------------------------- request
+    def reply_with_meta(self, prompt: str) -> tuple[str, dict]:
+        key = self._key()
+        data = json.dumps(self.body(prompt)).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = f"{self.base_url}/chat/completions"
+        last = ""
         for attempt in range(self.max_retries):
-            wait = self.min_interval - (time.monotonic() - self._last)
-            if wait > 0:
-                time.sleep(wait)
-            self._last = time.monotonic()
-            self.requests += 1
-            req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+            self._throttle()
+            self.attempts += 1
+            wait = min(self.backoff * (2 ** attempt), self.max_sleep)
             try:
+                req = urllib.request.Request(url, data=data, method="POST", headers=headers)
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    data = json.loads(resp.read().decode())
-                return data["choices"][0]["message"]["content"]
+                    raw = resp.read()
+                payload = json.loads(raw.decode("utf-8"))
+                content = payload["choices"][0]["message"]["content"]
+                if not isinstance(content, str):
+                    raise TypeError("content is not a string")
+                meta = {"model": payload.get("model") or self.model,
+                        "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                return content, meta
             except urllib.error.HTTPError as exc:
-                last_error = f"HTTP {exc.code}"
-                if exc.code != 429 and exc.code < 500:
-                    raise BenchError(f"judge {self.judge_id}: {last_error} from {self.base_url}") from None
-                retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                sleep = float(retry_after) if retry_after and retry_after.replace(".", "").isdigit() else delay
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                last_error = f"{type(exc).__name__}"
-                sleep = delay
-            except (KeyError, IndexError, json.JSONDecodeError):
-                last_error = "malformed reply"
-                sleep = delay
-            time.sleep(min(sleep, 60.0))
-            delay *= 2
-        raise BenchError(f"judge {self.judge_id}: gave up after {self.max_retries} attempts ({last_error})")
+                status = exc.code
+                if status == 429 or status >= 500:
+                    last = f"HTTP {status}"
+                    if status == 429:
+                        after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+                        if after is not None:
+                            wait = min(after, self.max_sleep)
+                    exc.close()
+                else:
+                    message = self._server_message(exc, key)
+                    exc.close()
+                    raise JudgeError(f"judge {self.judge_id}: HTTP {status} from {self.base_url}{message}") from None
+            except (TimeoutError, socket.timeout):
+                last = f"timeout after {self.timeout:g}s"
+            except (urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                if isinstance(reason, (TimeoutError, socket.timeout)):
+                    last = f"timeout after {self.timeout:g}s"
+                else:
+                    last = f"connection error ({redact(str(reason) or type(reason).__name__, key)})"
+            except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+                last = "malformed reply body (not a chat completion)"
+            if attempt + 1 < self.max_retries:
+                log.warning("judge %s: %s; retry %d/%d in %.1fs", self.judge_id, last, attempt + 1,
+                            self.max_retries - 1, wait)
+                _sleep(wait)
+        raise JudgeError(f"judge {self.judge_id}: gave up after {self.max_retries} attempts ({last})")
+
+    def reply(self, prompt: str) -> str:
+        return self.reply_with_meta(prompt)[0]
 
 
+# ------------------------------------------------------------------------------------------- annotation
 class AnnotationJudge(CachedJudge):
-    """Offline judge grounded in the regions and facts of the prompt (object mentions only)."""
+    """Offline annotation-grounded SHR judge: COCO-object mentions vs regions + facts (not GPT-4 SHR)."""
 
-    description = "offline annotation-grounded judge: object mentions vs regions + facts (not GPT-4 SHR)"
-    version = "1"
-    judge_id = "annotation:coco-synonyms:v1"
+    description = "offline annotation-grounded judge: object mentions vs VG regions + facts (not GPT-4 SHR)"
+    version = "2"
+    judge_id = "annotation:coco-objects:v2"
 
-    def __init__(self, cache_dir: Path | None = None, **_: Any):
+    def __init__(self, cache_dir: str | os.PathLike | None = None, **unknown: Any):
+        if unknown:
+            raise JudgeError(f"judge annotation: unknown setting(s) {', '.join(sorted(unknown))}")
         super().__init__(cache_dir)
 
     @staticmethod
-    def objects(text: str) -> list[str]:
-        from metrics.chair_words import DOUBLE_WORDS, singularize, synonyms
+    def mentions(text: str) -> tuple[set[str], set[str]]:
+        """(asserted, negated) COCO object heads of ``text``: a mention is negated when one of the three
+        words before it is a negation ("no", "not", "without", …)."""
+        from bench.feedback import NEGATIONS, find_mentions, tokens
 
-        surfaces, inverse = synonyms()
-        words = [singularize(w) for w in re.findall(r"[a-z]+", text.lower())]
-        out, i = [], 0
-        while i < len(words):
-            pair = " ".join(words[i:i + 2])
-            if pair in DOUBLE_WORDS:
-                w, i = DOUBLE_WORDS[pair], i + 2
-            else:
-                w, i = words[i], i + 1
-            if w in surfaces:
-                out.append(inverse[w])
-        return out
+        toks = tokens(text)
+        asserted, negated = set(), set()
+        for m in find_mentions(text):
+            before = toks[max(0, m.first_token - 3):m.first_token]
+            (negated if any(t[2].lower() in NEGATIONS for t in before) else asserted).add(m.head)
+        return asserted, negated
+
+    def verdict(self, sentence: str, known: set[str]) -> str:
+        asserted, negated = self.mentions(sentence)
+        absent = sorted(asserted - known)
+        denied = sorted(negated & known)
+        if absent or denied:
+            why = []
+            if absent:
+                why.append(f"{', '.join(absent)} not in the region descriptions or facts")
+            if denied:
+                why.append(f"{', '.join(denied)} is annotated but the sentence denies it")
+            return "hallucination: " + "; ".join(why) + "."
+        if asserted or negated:
+            return f"correct: {', '.join(sorted(asserted | negated))} consistent with the annotations."
+        return "cannot judge: the sentence names no COCO object class."
 
     def reply(self, prompt: str) -> str:
-        try:
-            regions = prompt.split("Here are the region descriptions of the image:\n", 1)[1]
-            regions, rest = regions.split("\nFactual Information:\n", 1)
-            facts, comments = rest.split("Here is the comment for you to judge", 1)
-        except ValueError:
-            return "Judgement:\n"
-        known = set(self.objects(regions)) | set(self.objects(facts))
+        from metrics.shr import parse_prompt
+
+        parsed = parse_prompt(prompt)
+        if parsed is None:
+            return "The prompt is not an SHR judge prompt; no Judgement possible."
+        regions, facts, sentences = parsed
+        known: set[str] = set()
+        for line in (regions + "\n" + facts).split("\n"):
+            known |= self.mentions(line.split("]: ", 1)[-1])[0]
         lines = ["Judgement:"]
-        for ln in comments.split("\n")[1:]:
-            m = re.match(r"^(\d+)\. (.*)$", ln)
-            if not m:
-                continue
-            named = self.objects(m.group(2))
-            missing = sorted(set(named) - known)
-            if missing:
-                lines.append(f"{m.group(1)}. hallucination: {', '.join(missing)} not in the annotations.")
-            elif named:
-                lines.append(f"{m.group(1)}. correct: {', '.join(sorted(set(named)))} annotated.")
-            else:
-                lines.append(f"{m.group(1)}. cannot judge: no annotated object named.")
+        lines += [f"{i}. {self.verdict(s, known)}" for i, s in enumerate(sentences, start=1)]
         return "\n".join(lines)
 
 
@@ -187,5 +369,9 @@ JUDGES.add("openai", OpenAIJudge)
 JUDGES.add("annotation", AnnotationJudge)
 
 
-def make_judge(name: str, cache_dir: Path | None = None, **kwargs: Any) -> CachedJudge:
-    return JUDGES.get(name)(cache_dir=cache_dir, **kwargs)
+def make_judge(spec: str, cache_dir: str | os.PathLike | None = None, **settings: Any) -> CachedJudge:
+    """A judge from a spec ``"<registry name>[:<model>]"`` (``"openai:gpt-4"``, ``"annotation"``)."""
+    name, _, model = spec.partition(":")
+    if model:
+        settings = {**settings, "model": model}
+    return JUDGES.get(name)(cache_dir=cache_dir, **settings)
