@@ -1,63 +1,102 @@
-"""MHaluBench parity cases: ``expected*.json`` whose ``benchmark`` starts with ``MHaluBench`` and that
-holds ``parsed`` + ``metrics``; the claims file is the ``*.jsonl`` beside it whose rows carry
-``raw_prediction`` (``claims*.jsonl``; a case may name it in ``inputs.claims``)."""
+"""MHaluBench parity cases (format: ``shared/parity/mhalubench/README.md``).
+
+Claimed by file-name pattern ``expected*.json``, confirmed by content (``benchmark`` starting with
+``MHaluBench`` and holding ``parsed`` + ``metrics``). The claims file is ``inputs.claims`` when the case
+names one (repo-relative, or beside the fixture), else ``claims<suffix>.jsonl`` beside the fixture for
+``expected<suffix>.json`` (``expected_x.json`` → ``claims_x.jsonl``), else the only ``claims*.jsonl``
+there.
+
+Checked (README tolerances): each claim's parsed label with the fixture's strict rule
+(:func:`metrics.mhalubench.parse_label_strict`), joined by ``(id, claim_index)`` — a missing or extra
+claim fails the case; ``n_unparseable``; then for every policy and group (``overall`` or
+``<field>=<value>``, any field of the claim rows) the metrics of
+:func:`metrics.mhalubench.classification_metrics`: counts exactly, floats within 1e-12.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from bench.io import read_jsonl
-from bench.parity import Case, CaseResult, first_difference
-from metrics.mhalubench import apply_policy, classification_metrics, parse_strict
+from bench.parity import Case, CaseResult, case_name, first_difference, resolve_path
+from metrics.mhalubench import UNPARSEABLE, apply_policy, classification_metrics, parse_label_strict
 
 TOL = 1e-12
 
 
-def _claims_file(expected: Path, exp: dict, root: Path) -> Path:
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def claims_file(expected: Path, exp: dict, root: Path) -> Path:
     rel = (exp.get("inputs") or {}).get("claims")
     if rel:
-        return root / rel if (root / rel).exists() else expected.parent / Path(rel).name
-    stem = expected.stem.replace("expected", "claims")
-    for cand in (expected.parent / f"{stem}.jsonl", expected.parent / "claims.jsonl"):
-        if cand.exists():
-            return cand
-    return expected.parent / "claims.jsonl"
+        return resolve_path(rel, root, expected)
+    suffix = expected.stem[len("expected"):]
+    cand = expected.parent / f"claims{suffix}.jsonl"
+    if cand.exists():
+        return cand
+    others = sorted(expected.parent.glob("claims*.jsonl"))
+    return others[0] if len(others) == 1 else cand
 
 
-def _group_keys(row: dict) -> list[str]:
-    return ["overall", f"task_type={row['task_type']}", f"sub_task={row['sub_task']}"]
+def _in_group(row: dict, group: str) -> bool:
+    if group == "overall":
+        return True
+    field, _, value = group.partition("=")
+    return str(row.get(field)) == value
 
 
-def _run(path: Path, root: Path) -> CaseResult:
-    name = f"mhalubench/{path.name}"
-    exp = json.loads(path.read_text())
-    rows = read_jsonl(_claims_file(path, exp, root))
-    parsed = [parse_strict(r["raw_prediction"]) for r in rows]
-    for i, (want, r, got) in enumerate(zip(exp["parsed"], rows, parsed)):
-        if (want["id"], want["claim_index"]) != (r["id"], r["claim_index"]):
-            return CaseResult(name, False, f"parsed[{i}]: claim order differs ({r['id']}, {r['claim_index']})")
-        if want["parsed"] != got:
-            return CaseResult(name, False, f"parsed[{i}] {r['raw_prediction']!r}: {got!r} != expected {want['parsed']!r}")
-    if "n_unparseable" in exp and exp["n_unparseable"] != parsed.count("unparseable"):
-        return CaseResult(name, False, f"n_unparseable {parsed.count('unparseable')} != {exp['n_unparseable']}")
+def run_case(path: Path, root: Path, name: str) -> CaseResult:
+    exp = _load(path)
+    rows = read_jsonl(claims_file(path, exp, root))
+    by_key = {}
+    for r in rows:
+        key = (r["id"], r["claim_index"])
+        if key in by_key:
+            return CaseResult(name, False, f"claims file: duplicate claim {key}")
+        by_key[key] = r
+    parsed_of: dict[tuple, str] = {}
+    for i, want in enumerate(exp["parsed"]):
+        key = (want["id"], want["claim_index"])
+        row = by_key.get(key)
+        if row is None:
+            return CaseResult(name, False, f"parsed[{i}]: claim {key} is not in the claims file")
+        got = parse_label_strict(row["raw_prediction"])
+        if got != want["parsed"]:
+            return CaseResult(name, False, f"parsed[{i}].parsed (raw {row['raw_prediction']!r}): {got!r}"
+                                           f" != expected {want['parsed']!r}")
+        parsed_of[key] = got
+    extra = [k for k in by_key if k not in parsed_of]
+    if extra:
+        return CaseResult(name, False, f"parsed: {len(extra)} claims of the claims file are not in the fixture"
+                                       f" (first: {extra[0]})")
+    n_unp = sum(p == UNPARSEABLE for p in parsed_of.values())
+    if "n_unparseable" in exp and exp["n_unparseable"] != n_unp:
+        return CaseResult(name, False, f"n_unparseable: {n_unp} != expected {exp['n_unparseable']}")
     for policy, groups in exp["metrics"].items():
         for group, want in groups.items():
-            idx = [i for i, r in enumerate(rows) if group in _group_keys(r)]
-            g, p = apply_policy([rows[i]["gold"] for i in idx], [parsed[i] for i in idx], policy)
-            diff = first_difference(want, classification_metrics(g, p), f"metrics.{policy}.{group}", TOL)
+            keys = [k for k, r in by_key.items() if _in_group(r, group)]
+            gold, pred = apply_policy([by_key[k]["gold"] for k in keys], [parsed_of[k] for k in keys], policy)
+            diff = first_difference(want, classification_metrics(gold, pred), f"metrics.{policy}.{group}", TOL)
             if diff:
                 return CaseResult(name, False, diff)
     return CaseResult(name, True)
 
 
 def discover(folder: Path, root: Path) -> list[Case]:
-    cases = []
-    for path in sorted(Path(folder).rglob("*.json")):
-        try:
-            head = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+    cases: list[Case] = []
+    folder = Path(folder)
+    for path in sorted(folder.rglob("expected*.json")):
+        head = _load(path)
+        if not isinstance(head, dict) or not str(head.get("benchmark", "")).startswith("MHaluBench"):
             continue
-        if isinstance(head, dict) and str(head.get("benchmark", "")).startswith("MHaluBench") and "metrics" in head:
-            cases.append(Case(f"mhalubench/{path.name}", lambda p=path: _run(p, root)))
+        if "parsed" in head and "metrics" in head:
+            name = case_name("mhalubench", path, folder)
+            cases.append(Case(name, lambda p=path, n=name: run_case(p, root, n)))
     return cases
