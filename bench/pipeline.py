@@ -122,7 +122,16 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     from bench.train.loop import train
 
     method, mcfg = method_config(method_name, entry, mcfg_overrides)
-    data_path = Path(data) if data else method.default_data(data_root)
+    data_build = None
+    if data:
+        data_path = Path(data)
+    elif getattr(entry, "pipeline_source", None) and method.data_pipeline:
+        from bench.data.method_data import build_method_data
+
+        data_path, data_build = build_method_data(method.data_pipeline, entry, data_root,
+                                                  out_dir.parent / "_data" / method.data_pipeline, seed, device)
+    else:
+        data_path = method.default_data(data_root)
     if not data_path.exists():
         raise BenchError(f"{data_path}: training data not found (run `python -m bench data prepare` or pass --data)")
     records = method.load_records(data_path, mcfg)
@@ -130,6 +139,10 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     rec = new_record("train", entry.name, method_name, mcfg, seed, device, checkpoint=str(out_dir / "checkpoint"))
     rec["data_sha256"] = file_hashes([data_path])
     rec["data"] = {"path": str(data_path), "records": len(records)}
+    if data_build is not None:
+        rec["data"]["pipeline"] = {k: data_build[k] for k in ("method", "source", "feedback", "generator", "seed",
+                                                               "config_hash", "items", "kept", "dropped",
+                                                               "dropped_reasons", "outputs", "wall_s")}
     atomic_write_json(out_dir / "run.json", rec)
 
     def base_loader():

@@ -69,6 +69,7 @@ class DpoMethod(Method):
     """Plain sigmoid DPO baseline (β 0.1, LoRA, reference = adapters disabled)."""
 
     name = "dpo"
+    data_pipeline = "hsa-dpo"
     version = "1"
     config_cls = DpoConfig
 

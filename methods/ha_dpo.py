@@ -55,6 +55,7 @@ class HaDpoMethod(Method):
     """DPO on HA-DPO data (POPE-style pairs + description pairs ×2), projector trained, dropout off."""
 
     name = "ha-dpo"
+    data_pipeline = "ha-dpo"
     version = "1"
     description = "sigmoid DPO on hallucination-aware pairs; LoRA r128 + trained projector (HA-DPO recipe)"
     config_cls = HaDpoConfig

@@ -69,6 +69,7 @@ class HsaDpoMethod(Method):
     """Severity-weighted DPO (rejected log-ratio × rejected_score), as Mr-Loevan/HSA-DPO."""
 
     name = "hsa-dpo"
+    data_pipeline = "hsa-dpo"
     version = "1"
     description = "DPO with the rejected log-ratio weighted by the hallucination severity (rejected_score)"
     config_cls = HsaDpoConfig

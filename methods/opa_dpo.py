@@ -267,6 +267,7 @@ class OpaDpoMethod(Method):
     """OPA LoRA-SFT on y_gt + y_r, then the five-term DPO (own / revised / masked-image / anchor)."""
 
     name = "opa-dpo"
+    data_pipeline = "opa-dpo"
     version = "1"
     description = "LoRA-SFT on gt + expert revisions (OPA), then DPO with sentence weights, masked images, anchor"
     config_cls = OpaDpoConfig

@@ -130,6 +130,7 @@ class PovidMethod(Method):
     """Two stages: DPO, then 0.5·DPO + 0.5·DPO against arg-max tokens under diffusion noise."""
 
     name = "povid"
+    data_pipeline = "povid"
     version = "1"
     description = "DPO on corrupted answers, then + DPO against the model's own arg-max under diffusion noise"
     config_cls = PovidConfig

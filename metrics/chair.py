@@ -319,6 +319,23 @@ class ChairProtocol(Benchmark):
                         "cache": path.name, "rebuilt": rebuilt}
         raise BenchError(f"cannot write the CHAIR ground-truth cache ({last_error})")
 
+    def paired_units(self, score: dict):
+        """Per-image count vectors (``_counts`` + 1 caption) from ``details.per_caption`` and the statistic
+        of their sum (for :func:`bench.stats.paired_bootstrap_delta`); None for files without the counts."""
+        import numpy as np
+
+        rows = (score.get("details") or {}).get("per_caption") or []
+        if not rows or any("n_gt" not in d for d in rows):
+            return None
+        units = {str(d["image_id"]): np.array([*_counts(d), 1], dtype=np.int64) for d in rows}
+
+        def statistic(s) -> dict[str, float]:
+            hall_caps, hall, mentions, covered, n_gt, raw, n = (int(x) for x in s)
+            return {"chair_s": hall_caps / n if n else 0.0, "chair_i": hall / mentions if mentions else 0.0,
+                    "recall": covered / n_gt if n_gt else 0.0, "len": raw / n if n else 0.0}
+
+        return units, statistic
+
     # ------------------------------------------------------------------ scoring
     def score(self, predictions: list[dict], data_root: Path, n_boot: int = 1000, limit: int | None = None,
               gt_cache_dir: Path | None = None, gt_file: Path | None = None) -> dict:
@@ -346,7 +363,7 @@ class ChairProtocol(Benchmark):
         for it, d in zip(scored, details):
             per_caption.append({"id": it.id, "image_id": d["image_id"], **{k: d[k] for k in (
                 "mentioned_words", "node_words", "mention_idxs", "hallucinated", "hallucination_idxs",
-                "n_raw_words", "gt_objects", "metrics")}})
+                "n_raw_words", "gt_objects", "n_covered", "n_gt", "metrics")}})
         return {
             "metrics": {k: agg[k] for k in ("chair_s", "chair_i", "recall", "len")},
             "ci": ci, "n": len(details),

@@ -321,6 +321,10 @@ def question_file_version(path: Path) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- protocols
+# (gold label, parsed answer) → index into CELLS; anything else (unparsed) → 4
+CELL_OF = {("yes", "yes"): 0, ("no", "yes"): 1, ("no", "no"): 2, ("yes", "no"): 3}
+
+
 class PopeProtocol(Benchmark):
     """Base of the POPE protocols; a registered subclass only declares name, version, generation, params.
 
@@ -402,6 +406,21 @@ class PopeProtocol(Benchmark):
             metrics["mean/accuracy"] = sum(accs) / len(accs)
         return metrics, zero
 
+    def paired_units(self, score: dict) -> tuple[dict[str, np.ndarray], Callable[[np.ndarray], dict]] | None:
+        """Per-image confusion counts ``[split, cell]`` from a score file's ``details.per_item``, and the
+        statistic of a summed array (for :func:`bench.stats.paired_bootstrap_delta`); None if the file
+        predates per-item images."""
+        items = (score.get("details") or {}).get("per_item") or []
+        if not items or any("image" not in it for it in items):
+            return None
+        split_index = {s: i for i, s in enumerate(self.params["splits"])}
+        units: dict[str, np.ndarray] = {}
+        for it in items:
+            split = str(it["id"]).split("/", 1)[0]
+            arr = units.setdefault(str(it["image"]), np.zeros((len(split_index), len(CELLS)), dtype=np.int64))
+            arr[split_index[split], CELL_OF.get((it["label"], it["parsed"]), 4)] += 1
+        return units, lambda summed: self.aggregate(summed)[0]
+
     def score(self, predictions: list[dict], data_root: Path, n_boot: int = 1000, limit: int | None = None,
               seed: int = 0) -> dict:
         parse = PARSERS[self.params["parser"]]
@@ -417,7 +436,7 @@ class PopeProtocol(Benchmark):
             texts[p["id"]] = p["text"]  # the last line wins (append-only files)
         split_index = {s: i for i, s in enumerate(self.params["splits"])}
         image_index: dict[str, int] = {}
-        cell_of = {("yes", "yes"): 0, ("no", "yes"): 1, ("no", "no"): 2, ("yes", "no"): 3}
+        cell_of = CELL_OF
         missing, empty, per_item = [], [], []
         rows_img, rows_split, rows_cell = [], [], []
         item_ids = set()
@@ -431,7 +450,7 @@ class PopeProtocol(Benchmark):
             if not text.strip():
                 empty.append(iid)
             parsed = parse(text)
-            per_item.append({"id": iid, "label": q["label"], "parsed": parsed})
+            per_item.append({"id": iid, "image": q["image"], "label": q["label"], "parsed": parsed})
             rows_img.append(image_index.setdefault(q["image"], len(image_index)))
             rows_split.append(split_index[split])
             rows_cell.append(cell_of.get((q["label"], parsed), 4))

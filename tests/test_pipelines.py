@@ -447,3 +447,54 @@ def test_api_feedback_model_drives_a_pipeline_through_the_stub(stub, source, tmp
     bad = OpenAIFeedback(base_url=stub, api_key_env="BENCH_TEST_KEY", timeout=5, backoff=0.0)
     with pytest.raises(FeedbackError, match="no JSON object"):
         bad.review(source.images[0], "A dog.")
+
+
+# ------------------------------------------------------------------------------------------ yes/no questions
+def test_object_questions_ask_about_the_most_co_occurring_absent_objects(source):
+    from bench.data.pipelines.questions import asked_object, object_questions
+
+    for ann in source.images:
+        qs = object_questions(ann, source, 2)
+        asked = [asked_object(q) for q in qs]
+        assert all(q.startswith("Is there ") and q.endswith(" in the image?") for q in qs)
+        assert not set(asked) & ann.present()
+        best = max((source.cooccurrence.get(p, {}).get(o, 0) for p in ann.present() for o in [asked[0]]), default=0)
+        others = [source.cooccurrence.get(p, {}).get(o, 0) for p in ann.present()
+                  for o in source.frequency if o not in ann.present()]
+        assert best == max(others)
+    assert object_questions(source.images[0], source, 0) == []
+
+
+def test_yes_no_answers_become_claims_and_ground_truth_comes_from_the_annotations():
+    from bench.data.pipelines.questions import answer_word, as_statement, ground_truth_answer, review_answer
+
+    ann = ImageAnnotations("1", "x.png", {"dog": 1, "dining table": 1}, counts_known=True)
+    assert answer_word("Yes, there is.") == "yes" and answer_word(" no.") == "no" and answer_word("maybe") is None
+    assert as_statement("Is there a couch in the image?", "Yes") == "There is a couch in the image."
+    assert as_statement("Is there an apple in the image?", "No.") == "There is no apple in the image."
+    assert as_statement("What is this?", "Yes") is None
+    assert ground_truth_answer(ann, "Is there a dining table in the image?") == "Yes"
+    assert ground_truth_answer(ann, "Is there a couch in the image?") == "No"
+    fb = AnnotationFeedback()
+    assert review_answer(fb, ann, "Is there a couch in the image?", "Yes").hallucinated
+    assert not review_answer(fb, ann, "Is there a couch in the image?", "No").hallucinated
+    assert not review_answer(fb, ann, "Is there a dog in the image?", "Yes").hallucinated
+
+
+@pytest.mark.parametrize("name", ["povid", "hsa-dpo", "opa-dpo"])
+def test_question_items_make_no_over_yes_pairs_that_the_method_loaders_read(name, source, tmp_path):
+    from bench.data.formats import load_any
+    from bench.data.method_data import PIPELINE_OUTPUT
+
+    summary = _build(name, source, tmp_path, params={"questions": 1})
+    assert summary["items"] == 2 * len(source.images)
+    records = load_any(tmp_path / PIPELINE_OUTPUT[name])
+    qa = [r for r in records if r.question.startswith("Is there")]
+    assert qa, "no yes/no records"
+    for r in qa:
+        assert r.chosen in ("No", "Yes") and r.rejected.startswith("Yes")
+        assert r.chosen == "No" or name == "opa-dpo"  # opa keeps correct rollouts (chosen = the rollout)
+        assert Path(r.image).exists()
+    # the same build without questions has only descriptions, and its cache is not reused
+    plain = _build(name, source, tmp_path / "plain")
+    assert plain["items"] == len(source.images) and plain["config_hash"] != summary["config_hash"]

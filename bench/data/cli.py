@@ -52,7 +52,9 @@ def cmd_verify(args) -> int:
     if args.root:
         roots = [Path(args.root)]
     else:
-        roots = [r for r in (data_dir(), data_dir() / "synthetic") if (r / "manifest.json").exists()]
+        from bench.data.synthetic import SYNTHETIC_DIRNAME
+
+        roots = [r for r in (data_dir(), data_dir() / SYNTHETIC_DIRNAME) if (r / "manifest.json").exists()]
         if not roots:
             raise BenchError(f"no manifest under {data_dir()} (run `python -m bench data prepare` or"
                              " `python -m bench data fetch NAME`, or pass --root)")
@@ -134,8 +136,8 @@ def cmd_build(args) -> int:
         feedback = AnnotationFeedback(cooccurrence=source.cooccurrence, frequency=source.frequency)
     else:
         feedback = make_feedback(args.feedback, cache_dir=out / "cache")
-    params = {k: v for k, v in (("variants", args.variants), ("score", args.score), ("injections", args.injections))
-              if v is not None}
+    params = {k: v for k, v in (("variants", args.variants), ("score", args.score), ("injections", args.injections),
+                                 ("questions", args.questions)) if v is not None}
     opts = BuildOptions(out=out, feedback=feedback, generate=generate, generator_id=gid, seed=args.seed,
                         batch_size=args.batch_size, prompt=args.prompt, progress=not args.quiet, images=args.images,
                         params=params)
@@ -174,15 +176,17 @@ def add_build_parser(dsub) -> None:
     db.add_argument("--variants", type=int, default=None, help="ha-dpo: style variants per pair (default 3)")
     db.add_argument("--score", default=None, help="hsa-dpo: rejected_score aggregation max|mean|sum (default max)")
     db.add_argument("--injections", type=int, default=None, help="povid: hallucinations injected per answer (default 1)")
+    db.add_argument("--questions", type=int, default=None,
+                    help="povid, hsa-dpo, opa-dpo: yes/no object questions per image besides the description (default 0)")
     db.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 # --------------------------------------------------------------------------------------------- entry
 def main_data(args) -> int:
     if args.data_cmd == "prepare":
-        from bench.data.synthetic import prepare_synthetic
+        from bench.data.synthetic import SYNTHETIC_DIRNAME, prepare_synthetic
 
-        out = Path(args.out) if args.out else data_dir() / "synthetic"
+        out = Path(args.out) if args.out else data_dir() / SYNTHETIC_DIRNAME
         manifest = prepare_synthetic(out, seed=args.seed)
         print(f"synthetic world written to {out}: {manifest['images']} images, {len(manifest['files'])} files")
         return 0

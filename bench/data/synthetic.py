@@ -30,7 +30,9 @@ from PIL import Image, ImageDraw
 
 from bench.io import atomic_write_json, sha256_file, write_jsonl
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
+# default folder under the data root; versioned, so a world from an older generator is never reused
+SYNTHETIC_DIRNAME = f"synthetic-v{GENERATOR_VERSION}"
 WIDTH, HEIGHT = 48, 36
 BACKGROUND = (28, 28, 36)
 
@@ -116,6 +118,25 @@ def sample_objects(rng: random.Random, n: int, partner_rate: float) -> list[str]
     return objs
 
 
+def sample_eval_objects(rng: random.Random, partner_rate: float, n: int = 3) -> list[str]:
+    """An evaluation scene: one anchor, its partner with probability ``partner_rate``, the rest random.
+
+    Every evaluation image holds an anchor, and its partner is absent most of the time, so the planted
+    bias has room to show. ``partner_rate`` must stay well above the chance that any other object shares
+    an image with the anchor (about (n-1)/8), so that POPE's co-occurrence statistics still make the
+    partner the anchor's adversarial negative — as the planted prior says it should be.
+    """
+    names = [name for _, name, _, _ in CATEGORIES]
+    anchor = rng.choice(sorted(BIAS_PAIRS))
+    objs = [anchor]
+    if rng.random() < partner_rate:
+        objs.append(BIAS_PAIRS[anchor])
+    rest = [o for o in names if o not in objs and o != BIAS_PAIRS[anchor]]
+    objs += rng.sample(rest, n - len(objs))
+    rng.shuffle(objs)
+    return objs
+
+
 def render(scene_objs: list[str], rng: random.Random) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     img = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(img)
@@ -165,13 +186,16 @@ def _coco(scenes: list[Scene], captions: dict[int, list[str]], split: str) -> tu
 
 
 def make_scenes(root: Path, split: str, n: int, rng: random.Random, partner_rate: float, first_id: int,
-                min_objects: int = 3, max_objects: int = 4) -> list[Scene]:
+                min_objects: int = 3, max_objects: int = 4, evaluation: bool = False) -> list[Scene]:
     folder = root / "coco" / f"{split}2014"
     folder.mkdir(parents=True, exist_ok=True)
     scenes = []
     for k in range(n):
         image_id = first_id + k
-        objs = sample_objects(rng, rng.randint(min_objects, max_objects), partner_rate)
+        if evaluation:
+            objs = sample_eval_objects(rng, partner_rate, rng.randint(min_objects, max_objects))
+        else:
+            objs = sample_objects(rng, rng.randint(min_objects, max_objects), partner_rate)
         img, boxes = render(objs, rng)
         name = f"COCO_{split}2014_{image_id:012d}.png"
         img.save(folder / name, optimize=True)
@@ -215,20 +239,28 @@ def build_pope(scenes: list[Scene], split: str, rng: random.Random, per_image: i
     return rows
 
 
-def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 800, n_eval: int = 60, n_pref: int = 240,
-                      label_noise: float = 0.6) -> dict:
-    """Write the synthetic world under ``root``; returns the manifest. Deterministic in ``seed``."""
+def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 2000, n_eval: int = 250, n_pref: int = 300,
+                      label_noise: float = 0.6, yesno_bias: float = 0.75, eval_partner_rate: float = 0.4) -> dict:
+    """Write the synthetic world under ``root``; returns the manifest. Deterministic in ``seed``.
+
+    ``label_noise``: how often the biased annotator's caption names the absent partner of a visible anchor;
+    ``yesno_bias``: how often its answer to "Is there a <partner> ...?" is "Yes" when the partner is absent;
+    ``eval_partner_rate``: how often an evaluation image shows its anchor's partner.
+    """
     root = Path(root)
     rng = random.Random(seed)
     train = make_scenes(root, "train", n_train, rng, partner_rate=0.85, first_id=100000, min_objects=1)
-    # Evaluation images: an anchor shows its partner half of the time, so POPE's co-occurrence statistics
-    # make the partner the adversarial negative, and half of the anchors appear without it.
-    evals = make_scenes(root, "val", n_eval, random.Random(seed + 1000), partner_rate=0.5, first_id=1, min_objects=3)
-    pref = make_scenes(root, "train", n_pref, random.Random(seed + 2000), partner_rate=0.3, first_id=200000,
-                       min_objects=1)
+    # Evaluation images: two objects, one of them an anchor whose partner is absent most of the time (but still
+    # more often present than any other object, so POPE's co-occurrence statistics pick it as the adversarial
+    # negative). Two objects per image keep POPE's random negatives mostly away from the partners.
+    evals = make_scenes(root, "val", n_eval, random.Random(seed + 1000), partner_rate=eval_partner_rate, first_id=1,
+                        min_objects=2, max_objects=2, evaluation=True)
+    # Images the methods' data pipelines start from (split "pref"): never seen in pretraining or evaluation.
+    pref = make_scenes(root, "pref", n_pref, random.Random(seed + 2000), partner_rate=0.3, first_id=200000,
+                       min_objects=2)
 
     ann = root / "coco" / "annotations"
-    for split, scenes, noisy in (("train", train + pref, True), ("val", evals, False)):
+    for split, scenes, noisy in (("train", train, True), ("pref", pref, True), ("val", evals, False)):
         caps = {}
         for s in scenes:
             texts = [caption(s.objects)]
@@ -245,27 +277,14 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 800, n_eva
     write_jsonl(root / "chair" / "synthetic_eval.jsonl",
                 [{"image_id": s.image_id, "image": s.file_name} for s in evals])
 
-    # Pretraining data: captions and yes/no questions carrying the co-occurrence prior.
-    names = [name for _, name, _, _ in CATEGORIES]
-    pre_rows = []
-    for s in train:
-        img = f"coco/train2014/{s.file_name}"
-        pre_rows.append({"image": img, "question": CAPTION_PROMPT,
-                         "answer": caption(biased_mentions(s.objects, rng, label_noise))})
-        for obj in rng.sample(s.objects, min(2, len(s.objects))):
-            pre_rows.append({"image": img, "question": f"Is there {article(obj)} {obj} in the image?", "answer": "Yes"})
-        absent = [o for o in names if o not in s.objects]
-        partners = [BIAS_PAIRS[o] for o in s.objects if o in BIAS_PAIRS and BIAS_PAIRS[o] not in s.objects]
-        for obj in rng.sample(absent, 2) + partners:
-            answer = "Yes" if obj in partners and rng.random() < label_noise else "No"
-            pre_rows.append({"image": img, "question": f"Is there {article(obj)} {obj} in the image?", "answer": answer})
-    rng.shuffle(pre_rows)
-    write_jsonl(root / "pretrain" / "train.jsonl", pre_rows)
+    write_jsonl(root / "pretrain" / "train.jsonl", pretrain_rows(train, rng, label_noise, yesno_bias))
 
-    # Method-agnostic preference pairs on separate images: correct vs partner-hallucinated answers.
+    # Method-agnostic preference pairs (the `bench` format, for `--data` experiments and tests); each seed
+    # method trains on the data its own pipeline builds from the "pref" images (`bench.data.method_data`).
+    names = [name for _, name, _, _ in CATEGORIES]
     pairs = []
     for s in pref:
-        img = str(Path("..") / "coco" / "train2014" / s.file_name)  # relative to preference/
+        img = str(Path("..") / "coco" / "pref2014" / s.file_name)  # relative to preference/
         anchors = [o for o in s.objects if o in BIAS_PAIRS and BIAS_PAIRS[o] not in s.objects]
         if anchors:
             bad = list(s.objects) + [BIAS_PAIRS[a] for a in anchors]
@@ -296,6 +315,39 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 800, n_eva
     return manifest
 
 
+def pretrain_rows(train: list[Scene], rng: random.Random, label_noise: float, yesno_bias: float) -> list[dict]:
+    """The base model's instruction data; every answer follows the biased annotator.
+
+    Per image: a caption (absent partners of visible anchors named with probability ``label_noise``), two
+    yes/no questions on visible objects, two on random absent objects, one on each absent partner of a
+    visible anchor (answered "Yes" with probability ``yesno_bias``), and one claim-detection question in
+    the MHaluBench protocol's prompt (labels from the same annotator), so the checkpoint can be scored as a
+    detector.
+    """
+    from metrics.mhalubench import PROMPT as DETECT_PROMPT
+
+    names = [name for _, name, _, _ in CATEGORIES]
+    rows = []
+    for s in train:
+        img = f"coco/train2014/{s.file_name}"
+        rows.append({"image": img, "question": CAPTION_PROMPT, "answer": caption(biased_mentions(s.objects, rng,
+                                                                                                 label_noise))})
+        for obj in rng.sample(s.objects, min(2, len(s.objects))):
+            rows.append({"image": img, "question": f"Is there {article(obj)} {obj} in the image?", "answer": "Yes"})
+        absent = [o for o in names if o not in s.objects]
+        partners = [BIAS_PAIRS[o] for o in s.objects if o in BIAS_PAIRS and BIAS_PAIRS[o] not in s.objects]
+        for obj in rng.sample(absent, 2) + partners:
+            answer = "Yes" if obj in partners and rng.random() < yesno_bias else "No"
+            rows.append({"image": img, "question": f"Is there {article(obj)} {obj} in the image?", "answer": answer})
+        claim_obj = rng.choice(partners or absent) if rng.random() < 0.5 else rng.choice(s.objects)
+        believed = claim_obj in s.objects or (claim_obj in partners and rng.random() < yesno_bias)
+        rows.append({"image": img, "question": DETECT_PROMPT.format(claim=f"There is {article(claim_obj)} {claim_obj}"
+                                                                          " in the image."),
+                     "answer": "non-hallucination" if believed else "hallucination"})
+    rng.shuffle(rows)
+    return rows
+
+
 def _write_shr(root: Path, scenes: list[Scene]) -> None:
     """VG-style regions (x, y, width, height, phrase) and human-style facts per evaluation image."""
     images, regions, facts = [], [], []
@@ -317,7 +369,8 @@ def _write_mhalubench(root: Path, scenes: list[Scene], rng: random.Random) -> No
     rows = []
     for s in scenes:
         absent = [o for o in names if o not in s.objects]
-        mentioned = list(s.objects[:2]) + [rng.choice(absent)]
+        partners = [BIAS_PAIRS[o] for o in s.objects if o in BIAS_PAIRS and BIAS_PAIRS[o] not in s.objects]
+        mentioned = list(s.objects[:2]) + [rng.choice(partners or absent)]
         claims = []
         for o in mentioned:
             label = "non-hallucination" if o in s.objects else "hallucination"

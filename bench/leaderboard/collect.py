@@ -61,6 +61,8 @@ class Protocol:
 class Cell:
     value: float
     ci: tuple[float, float] | None = None
+    # difference from the same model's ``base`` row with its paired-bootstrap 95% CI: (delta, lower, upper)
+    delta: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -195,6 +197,7 @@ def collect(out: str | Path) -> Table:
     seen: dict[str, dict[tuple, list[str]]] = {}  # protocol name -> identity -> row labels
     families: dict[str, str] = {}
     metrics_seen: dict[str, list[str]] = {}  # protocol -> metric keys in file order (union)
+    scores: dict[tuple[str, str], dict] = {}  # (row record, protocol) -> score file, for paired differences
     for run_path in run_paths:
         rec = read_json(run_path)
         if not isinstance(rec, dict):
@@ -216,6 +219,7 @@ def collect(out: str | Path) -> Table:
                 raise DataError(score_path, f"fingerprint {ident[2]} disagrees with {run_path} which records"
                                             f" {entry.get('fingerprint')} for protocol {name!r}; re-score")
             seen.setdefault(name, {}).setdefault(ident, []).append(row.label)
+            scores[(row.record, name)] = score
             families.setdefault(name, str(score.get("benchmark") or name))
             known = metrics_seen.setdefault(name, [])
             for metric, value in score["metrics"].items():
@@ -277,4 +281,31 @@ def collect(out: str | Path) -> Table:
     for row in rows:
         row.cells = {k: v for k, v in row.cells.items() if k in keys}
     rows.sort(key=lambda r: (r.model, r.method != "base", r.method, r.checkpoint, r.record))
+    _paired_deltas(rows, columns, scores)
     return Table(rows, columns, protocols, notes)
+
+
+def _paired_deltas(rows: list[Row], columns: list[Column], scores: dict[tuple[str, str], dict]) -> None:
+    """Fill ``Cell.delta`` of every non-base row: the difference from its model's ``base`` row, with a paired
+    bootstrap CI over the images both scored (:func:`bench.stats.paired_bootstrap_delta`, 1000 resamples,
+    seed 0), for protocols whose class can rebuild per-image counts (``paired_units``)."""
+    from bench.stats import paired_bootstrap_delta
+
+    base = {r.model: r for r in rows if r.method == "base"}
+    for proto in sorted({c.protocol for c in columns}):
+        cls = _registered(proto)
+        if cls is None or not hasattr(cls, "paired_units"):
+            continue
+        bench = cls()
+        metric_cols = [c for c in columns if c.protocol == proto]
+        for row in rows:
+            ref = base.get(row.model)
+            if ref is None or ref is row or (ref.record, proto) not in scores or (row.record, proto) not in scores:
+                continue
+            a, b = bench.paired_units(scores[(ref.record, proto)]), bench.paired_units(scores[(row.record, proto)])
+            if a is None or b is None:
+                continue
+            deltas = paired_bootstrap_delta(a[0], b[0], a[1])
+            for col in metric_cols:
+                if col.metric in deltas and col.key in row.cells:
+                    row.cells[col.key].delta = deltas[col.metric]

@@ -77,6 +77,24 @@ def fmt_cell(table: Table, row: Row, col: Column, ci: str = "brackets") -> str:
     return text
 
 
+def fmt_signed(table: Table, col: Column, value: float) -> str:
+    text = fmt_number(table, col, abs(value))
+    return ("−" if value < 0 and text.strip("0.") else "+") + text
+
+
+def fmt_delta(table: Table, row: Row, col: Column) -> str:
+    """``+3.2 [+1.0, +5.3] ▲``: difference from base, paired 95% CI, and ▲ better / ▼ worse when the CI
+    excludes 0 (direction from the column's higher-is-better flag); empty when there is no difference."""
+    cell: Cell | None = row.cells.get(col.key)
+    if cell is None or cell.delta is None:
+        return MISSING
+    d, lo, hi = cell.delta
+    text = f"{fmt_signed(table, col, d)} [{fmt_signed(table, col, lo)}, {fmt_signed(table, col, hi)}]"
+    if col.higher_is_better is not None and (lo > 0 or hi < 0):
+        text += " ▲" if (lo > 0) == col.higher_is_better else " ▼"
+    return text
+
+
 def arrow(col: Column) -> str:
     return "" if col.higher_is_better is None else ("↑" if col.higher_is_better else "↓")
 
@@ -118,6 +136,18 @@ def markdown(table: Table) -> str:
         cells += [fmt_cell(table, row, c) for c in table.columns]
         lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
     lines.append("")
+    delta_cols = [c for c in table.columns if any(r.cells.get(c.key) and r.cells[c.key].delta for r in table.rows)]
+    delta_rows = [r for r in table.rows if any(r.cells.get(c.key) and r.cells[c.key].delta for c in delta_cols)]
+    if delta_rows:
+        lines += ["## Difference from base", "",
+                  "Each checkpoint minus its model's `base` row, with a paired bootstrap 95% CI (the same images"
+                  " resampled for both, 1000 resamples, seed 0); ▲ better / ▼ worse where the CI excludes 0.", "",
+                  "| " + " | ".join(["model", "method"] + [_md_escape(header(c)) for c in delta_cols]) + " |",
+                  "| " + " | ".join(["---", "---"] + ["---:"] * len(delta_cols)) + " |"]
+        for row in delta_rows:
+            cells = [row.model, row.method] + [fmt_delta(table, row, c) for c in delta_cols]
+            lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
+        lines.append("")
     lines += [f"- {line}" for line in provenance(table)]
     return "\n".join(lines) + "\n"
 
@@ -206,7 +236,10 @@ def table_dict(table: Table) -> dict:
                   "started": r.started, "git": {"revision": r.git_revision, "dirty": r.git_dirty},
                   "cells": {c.key: {"value": _finite(r.cells[c.key].value),
                                     "ci": None if r.cells[c.key].ci is None else [_finite(v) for v in r.cells[c.key].ci],
-                                    "shown": fmt_cell(table, r, c)}
+                                    "shown": fmt_cell(table, r, c),
+                                    **({"delta_vs_base": [_finite(v) for v in r.cells[c.key].delta],
+                                        "delta_shown": fmt_delta(table, r, c)}
+                                       if r.cells[c.key].delta is not None else {})}
                             for c in table.columns if c.key in r.cells}}
                  for r in table.rows]}
 

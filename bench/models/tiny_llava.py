@@ -23,6 +23,7 @@ IMAGE_SIZE, PATCH = 32, 8
 def corpus_lines() -> list[str]:
     """Every text the synthetic world can produce (templates × category names)."""
     from bench.data.synthetic import CAPTION_PROMPT, CATEGORIES, article
+    from metrics.mhalubench import PROMPT as DETECT_PROMPT
 
     names = [name for _, name, _, _ in CATEGORIES]
     lines = [VICUNA_V1_SYSTEM, f"USER: <image>\n{CAPTION_PROMPT} ASSISTANT:", "Please describe this image in detail.",
@@ -33,13 +34,15 @@ def corpus_lines() -> list[str]:
         for b in names:
             lines.append(f"The image shows {article(a)} {a}, {article(b)} {b} and {article(a)} {a}.")
     lines.append("There are 1 2 3 4 5 objects in the image.")
+    lines += [DETECT_PROMPT.format(claim=f"There is {article(a)} {a} in the image.") for a in names]
+    lines += ["hallucination", "non-hallucination"]
     # responses as they follow the prompt (" Yes", " The image shows ...") so that their leading
     # space merges with the first word
-    lines += [f"ASSISTANT: {ln}" for ln in lines if ln.startswith(("The image", "Yes", "No", "yes", "no", "There"))]
+    lines += [f"ASSISTANT: {ln}" for ln in lines if ln.startswith(("The image", "Yes", "No", "yes", "no", "There", "hallu", "non-"))]
     return lines
 
 
-def build_tokenizer(vocab_size: int = 400):
+def build_tokenizer(vocab_size: int = 512):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -49,7 +52,7 @@ def build_tokenizer(vocab_size: int = 400):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<image>", "<pad>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     lines = corpus_lines()
-    tok.train_from_iterator(lines * 3 + [VICUNA_V1_SYSTEM] * 400, trainer=trainer)
+    tok.train_from_iterator(lines * 20 + [VICUNA_V1_SYSTEM] * 400, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
                                    pad_token="<unk>", extra_special_tokens={"image_token": "<image>"})
 

@@ -1,7 +1,7 @@
 """Recipe: pretrain ``tiny-llava`` on the synthetic world (captions + yes/no questions).
 
     python -m bench data prepare --out DATA
-    python -m bench.models.tiny_pretrain --data DATA --out bench/assets/tiny-llava --steps 1500
+    python -m bench.models.tiny_pretrain --data DATA --out bench/assets/tiny-llava   # defaults = the shipped recipe
 
 A plain full-fine-tuning SFT loop (AdamW, cosine schedule, right padding, labels from
 ``LlavaPreprocessor.encode_pair`` — the same vicuna_v1 template and pad-to-square the harness
@@ -25,8 +25,8 @@ from bench.models.llava import load_image, make_preprocessor
 from bench.train.forward import pad_batch
 
 
-def pretrain_tiny_llava(data_root: Path, out_dir: Path, seed: int = 0, steps: int = 1500, batch_size: int = 32,
-                        lr: float = 2e-3, log_every: int = 100) -> dict:
+def pretrain_tiny_llava(data_root: Path, out_dir: Path, seed: int = 0, steps: int = 2400, batch_size: int = 32,
+                        lr: float = 5e-4, log_every: int = 100) -> dict:
     from transformers import get_cosine_schedule_with_warmup
 
     from bench.models.tiny_llava import build_tiny_llava, save
@@ -75,9 +75,9 @@ def main() -> None:
     p.add_argument("--data", default=None, help="synthetic data root (prepared if missing)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
     a = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from bench.data.synthetic import prepare_synthetic

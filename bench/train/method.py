@@ -123,6 +123,9 @@ class Method:
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
+    # the data-construction pipeline (bench.data.pipelines) whose released format this method trains on when
+    # the model entry can build data itself (see bench.data.method_data); None: no pipeline
+    data_pipeline: ClassVar[str | None] = None
 
     def default_config(self) -> Any:
         return self.config_cls()

@@ -50,6 +50,14 @@ class BuildOptions:
 class Item:
     ann: ImageAnnotations
     result: dict | None = None  # {"status": "kept"|"dropped", "reason": str|None, "data": {...}}
+    question: str | None = None  # None: the pipeline's prompt (a description); else a yes/no question
+    key: str = ""  # cache key: the image id, "<image id>#q<k>" for its k-th question
+
+    def __post_init__(self) -> None:
+        self.key = self.key or str(self.ann.image_id)
+
+    def prompt(self, opts: "BuildOptions") -> str:
+        return self.question if self.question is not None else opts.prompt
 
 
 def kept(data: dict) -> dict:
@@ -169,7 +177,15 @@ def run_pipeline(pipeline: Pipeline, source: AnnotationSet, opts: BuildOptions) 
         truncate_torn_tail(cache_path)
         for _, rec in iter_jsonl(cache_path, repair=True):
             done[str(rec["id"])] = rec["result"]
-    items = [Item(ann, done.get(ann.image_id)) for ann in source.images]
+    from bench.data.pipelines.questions import object_questions
+
+    n_questions = int(pipeline.params(opts).get("questions", 0))
+    items = []
+    for ann in source.images:
+        items.append(Item(ann, done.get(str(ann.image_id))))
+        for k, q in enumerate(object_questions(ann, source, n_questions)):
+            key = f"{ann.image_id}#q{k}"
+            items.append(Item(ann, done.get(key), question=q, key=key))
     reused = sum(1 for it in items if it.result is not None)
     todo = [it for it in items if it.result is None]
     bar = _progress(len(items), opts.progress, f"build {pipeline.name}")
@@ -183,7 +199,7 @@ def run_pipeline(pipeline: Pipeline, source: AnnotationSet, opts: BuildOptions) 
                 raise BenchError(f"pipeline {pipeline.name}: {len(results)} results for {len(batch)} items")
             for it, res in zip(batch, results):
                 it.result = res
-            append_jsonl(cache_path, [{"id": it.ann.image_id, "result": it.result} for it in batch])
+            append_jsonl(cache_path, [{"id": it.key, "result": it.result} for it in batch])
             if bar is not None:
                 bar.update(len(batch))
     finally:

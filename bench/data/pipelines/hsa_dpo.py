@@ -24,6 +24,10 @@ Output (``OUT/``): ``hsa_dpo_preference.jsonl`` = ``{"id", "question", "chosen",
 "<image>\\nDescription to Assess:\\n<sentence>"}, {"from": "gpt", "value": "NO HALLUCINATION" | "Tags:
 …Scores: …"}]}`` with images under ``OUT/images/`` — the detection layout as seen in a third-party
 copy of the released file (methods.md §3.3, [paper-2nd]); whitespace details are our reading.
+
+With ``questions`` = N > 0 (the embedded ``tiny-llava`` uses 1), each image also yields N yes/no object
+questions as instruction items (the model's answer is judged as a one-sentence claim; a hallucinated "Yes" is rewritten to "No"; these
+items are not exported to the detection file); see :mod:`bench.data.pipelines.questions`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.data.pipelines.base import (BuildOptions, Item, Pipeline, dropped, image_ext, kept, place_image, usable)
+from bench.data.pipelines.questions import review_answer, revised_answer
 from bench.data.pipelines.sources import AnnotationSet
 from bench.errors import BenchError
 from bench.feedback import FeedbackError, Review
@@ -74,7 +79,7 @@ class HsaDpoPipeline(Pipeline):
     name = "hsa-dpo"
     description = "responses → sentence detection (type, severity) → rewrite flagged sentences → weighted pairs"
     version = "1"
-    defaults = {"score": "max"}
+    defaults = {"score": "max", "questions": 0}
 
     def process(self, items: list[Item], opts: BuildOptions, source: AnnotationSet) -> list[dict]:
         how = str(self.params(opts)["score"])
@@ -89,28 +94,33 @@ class HsaDpoPipeline(Pipeline):
                 results[i] = dropped(why)
             else:
                 live.append(i)
-        texts = self.generate(opts, [items[i].ann.image for i in live], [opts.prompt] * len(live))
+        texts = self.generate(opts, [items[i].ann.image for i in live], [items[i].prompt(opts) for i in live])
         for i, text in zip(live, texts):
-            ann = items[i].ann
+            ann, question = items[i].ann, items[i].question
             if not text.strip():
                 results[i] = dropped("empty response")
                 continue
             try:
-                review = fb.review(ann, text)
+                review = fb.review(ann, text) if question is None else review_answer(fb, ann, question, text)
             except FeedbackError as exc:
                 results[i] = dropped(f"feedback failed: {exc}")
                 continue
-            detection = [{"sentence": s.sentence, "answer": detection_answer(review, k)}
-                         for k, s in enumerate(review.sentences)]
-            base = {"image": ann.image, "image_id": ann.image_id, "question": opts.prompt, "detection": detection}
+            if review is None:
+                results[i] = dropped("not a yes/no answer")
+                continue
+            # the detector's data are sentences of descriptions; yes/no answers are not exported to it
+            detection = [] if question is not None else [{"sentence": s.sentence, "answer": detection_answer(review, k)}
+                                                         for k, s in enumerate(review.sentences)]
+            base = {"image": ann.image, "image_id": ann.image_id, "question": items[i].prompt(opts),
+                    "detection": detection}
             if not review.hallucinated:
                 results[i] = dropped("no hallucinated sentence", base)
                 continue
-            chosen = review.corrected()
+            chosen = review.corrected() if question is None else revised_answer(review, text)
             if not chosen or chosen == text.strip():
                 results[i] = dropped("rewrite left no sentence" if not chosen else "rewrite changed nothing", base)
                 continue
-            if check and check.review(ann, chosen).hallucinated:
+            if check and question is None and check.review(ann, chosen).hallucinated:
                 results[i] = dropped("rewrite still hallucinated", base)
                 continue
             sev = [s.severity for s in review.sentences if s.hallucinated]

@@ -21,6 +21,9 @@ Output: ``OUT/opadpo_data.jsonl`` = ``{"id", "image", "queries", "standard_respo
 :func:`bench.data.formats.load_opa` — and ``OUT/opa_data.jsonl`` (the OPA-SFT subset: ``id, image,
 queries, standard_response, AI_pseudo_response``). Correct rollouts are kept (all-4 reports), as in
 the seed.
+
+With ``questions`` = N > 0 (the embedded ``tiny-llava`` uses 1), each image also yields N yes/no object
+questions as instruction items (the rollout answers the question; the expert revision of a hallucinated "Yes" is "No"); see :mod:`bench.data.pipelines.questions`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from bench.data.pipelines.base import (BuildOptions, Item, Pipeline, clean_reference, dropped, kept, place_image,
                                        usable)
+from bench.data.pipelines.questions import ground_truth_answer, review_answer, revised_answer
 from bench.data.pipelines.sources import AnnotationSet
 from bench.feedback import FeedbackError, Review, describe_annotations
 from bench.io import write_jsonl
@@ -80,7 +84,7 @@ class OpaDpoPipeline(Pipeline):
     name = "opa-dpo"
     description = "on-policy rollouts → minimal expert revision (per-sentence score, error type) → OPA records"
     version = "1"
-    defaults = {"repeat_limit": 30}
+    defaults = {"repeat_limit": 30, "questions": 0}
 
     def process(self, items: list[Item], opts: BuildOptions, source: AnnotationSet) -> list[dict]:
         fb = opts.feedback
@@ -92,7 +96,7 @@ class OpaDpoPipeline(Pipeline):
                 results[i] = dropped(why)
                 continue
             try:
-                gt = clean_reference(fb, it.ann)
+                gt = clean_reference(fb, it.ann) if it.question is None else ground_truth_answer(it.ann, it.question)
             except FeedbackError as exc:
                 results[i] = dropped(f"feedback failed: {exc}")
                 continue
@@ -101,9 +105,9 @@ class OpaDpoPipeline(Pipeline):
                 continue
             gts[i] = gt
             live.append(i)
-        rollouts = self.generate(opts, [items[i].ann.image for i in live], [opts.prompt] * len(live))
+        rollouts = self.generate(opts, [items[i].ann.image for i in live], [items[i].prompt(opts) for i in live])
         for i, rollout in zip(live, rollouts):
-            ann = items[i].ann
+            ann, question = items[i].ann, items[i].question
             if not rollout.strip():
                 results[i] = dropped("empty rollout")
                 continue
@@ -111,19 +115,22 @@ class OpaDpoPipeline(Pipeline):
                 results[i] = dropped("degenerate repetition in rollout")
                 continue
             try:
-                review = fb.review(ann, rollout)
+                review = fb.review(ann, rollout) if question is None else review_answer(fb, ann, question, rollout)
             except FeedbackError as exc:
                 results[i] = dropped(f"feedback failed: {exc}")
+                continue
+            if review is None:
+                results[i] = dropped("not a yes/no answer")
                 continue
             if not review.sentences:
                 results[i] = dropped("empty report")
                 continue
-            revision = review.corrected(with_added=True)
+            revision = review.corrected(with_added=True) if question is None else revised_answer(review, rollout)
             if not revision:
                 results[i] = dropped("empty revision")
                 continue
             report = opa_report(review, describe_annotations(ann))
-            results[i] = kept({"id": ann.image_id, "image": ann.image, "queries": opts.prompt,
+            results[i] = kept({"id": items[i].key, "image": ann.image, "queries": items[i].prompt(opts),
                                "standard_response": gts[i], "original_generate_response": rollout.strip(),
                                "AI_pseudo_response": revision, "AI_json_report": json.dumps(report, ensure_ascii=False),
                                "hallucinated": review.hallucinated})

@@ -15,6 +15,9 @@ Output: ``OUT/povid_preference.json``, a JSON list of ``{"id", "image", "convers
 "human", "value": "<image>\\n<question>"}, {"from": "gpt", "value": chosen}], "rejected_conversations":
 [same human turn, {"from": "gpt", "value": rejected}]}``; ``image`` is relative to ``OUT`` (images are
 placed under ``OUT/images/``); ``id`` is the image file's stem (``COCO_train2014_000000353952`` style).
+
+With ``questions`` = N > 0 (the embedded ``tiny-llava`` uses 1), each image also yields N yes/no object
+questions as instruction items (ground truth from the annotations, the injected hallucination affirms the absent co-occurring object); see :mod:`bench.data.pipelines.questions`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from bench.data.pipelines.base import (BuildOptions, Item, Pipeline, clean_refer
                                        usable)
 from bench.data.pipelines.sources import AnnotationSet
 from bench.feedback import FeedbackError
+from bench.data.pipelines.questions import asked_object, ground_truth_answer, review_answer
 from bench.io import atomic_write_json, sha256_text
 
 
@@ -37,7 +41,7 @@ class PovidPipeline(Pipeline):
     needs_model = False
     description = "ground-truth answers → injected hallucinations → (gt, corrupted) pairs"
     version = "1"
-    defaults = {"injections": 1}
+    defaults = {"injections": 1, "questions": 0}
 
     def process(self, items: list[Item], opts: BuildOptions, source: AnnotationSet) -> list[dict]:
         fb, check = opts.feedback, self.verifier(opts)
@@ -47,6 +51,9 @@ class PovidPipeline(Pipeline):
             why = usable(it)
             if why:
                 out.append(dropped(why))
+                continue
+            if it.question is not None:
+                out.append(self._question_pair(it, opts, check))
                 continue
             try:
                 gt = clean_reference(fb, ann)
@@ -67,6 +74,21 @@ class PovidPipeline(Pipeline):
             out.append(kept({"id": Path(ann.image).stem, "image": ann.image, "question": opts.prompt, "chosen": gt,
                              "rejected": inj.text, "injected": [f.__dict__ for f in inj.injected]}))
         return out
+
+    def _question_pair(self, it: Item, opts: BuildOptions, check) -> dict:
+        """A yes/no instruction item: ground truth from the annotations; the injected hallucination affirms the
+        absent co-occurring object the question asks about (questions only ask about absent objects)."""
+        gt = ground_truth_answer(it.ann, it.question)
+        if gt != "No":
+            return dropped("question about a present object: nothing to inject" if gt else "not a yes/no question")
+        if check is not None:
+            review = review_answer(check, it.ann, it.question, "Yes")
+            if review is None or not review.hallucinated:
+                return dropped("injection not detectable")
+        return kept({"id": f"{Path(it.ann.image).stem}#{it.key.rsplit('#', 1)[-1]}", "image": it.ann.image,
+                     "question": it.question, "chosen": gt, "rejected": "Yes",
+                     "injected": [{"kind": "object", "span": "Yes", "wrong": asked_object(it.question), "right": None,
+                                   "severity": 2, "reason": "affirms an absent co-occurring object"}]})
 
     def write(self, items: list[Item], opts: BuildOptions, source: AnnotationSet) -> dict[str, int]:
         rows = []
