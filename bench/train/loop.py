@@ -452,9 +452,9 @@ def make_accelerator(cfg: TrainConfig, device: str, stage_dir: Path):
                        project_dir=str(stage_dir / "trackers") if trackers else None)
 
 
-def _grad_norm(value: Any) -> float:
-    """Clipped-gradient norm as a float (NaN when the backend, e.g. DeepSpeed, does not return one)."""
-    return float("nan") if value is None else float(value)
+def _grad_norm(value: Any) -> float | None:
+    """Clipped-gradient norm as a float (None when the backend, e.g. DeepSpeed, clips itself and returns none)."""
+    return None if value is None else float(value)
 
 
 def _peak_memory(device: str) -> dict[str, float]:
@@ -573,7 +573,7 @@ def train_stage(
             for k, v in metrics.items():
                 agg[k] = agg.get(k, 0.0) + float(v.detach().float().mean()) / cfg.grad_accum
         grad_norm = _grad_norm(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
-        if not math.isfinite(grad_norm):
+        if grad_norm is not None and not math.isfinite(grad_norm):
             raise BenchError(f"{method.name}/{stage.name}: non-finite gradient norm at step {step + 1} on samples"
                              f" {ids_seen}; no update was applied; {_last_good(state_path)}")
         lr_used = sched.get_last_lr()[0]
