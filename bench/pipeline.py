@@ -116,6 +116,14 @@ def checkpoint_fingerprint(model_name: str, adapter: str | Path | None) -> str:
     return sha256_text("|".join(parts))[:16]
 
 
+def is_main_process() -> bool:
+    """True on the process that writes run records: rank 0 under ``accelerate launch``/torchrun (``RANK``),
+    and always when not launched distributed (no ``RANK`` set)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_dir: Path, data: str | None,
                  data_root: Path, seed: int, device: str, resume: bool = False, progress: bool = True) -> dict:
     from bench.models.llava import make_preprocessor
@@ -130,7 +138,9 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     rec = new_record("train", entry.name, method_name, mcfg, seed, device, checkpoint=str(out_dir / "checkpoint"))
     rec["data_sha256"] = file_hashes([data_path])
     rec["data"] = {"path": str(data_path), "records": len(records)}
-    atomic_write_json(out_dir / "run.json", rec)
+    main = is_main_process()  # under `accelerate launch` only rank 0 writes run.json
+    if main:
+        atomic_write_json(out_dir / "run.json", rec)
 
     def base_loader():
         model, processor = entry.load(dtype=torch.float32, device="cpu")
@@ -140,8 +150,10 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     torch.manual_seed(seed)
     summaries = train(method, mcfg, base_loader, records, out_dir, seed, resume=resume, device=device,
                       progress=progress)
-    return update_record(out_dir / "run.json", {"wall_s": {"train": round(time.perf_counter() - t0, 3)},
-                                                 "train": summaries})
+    updates = {"wall_s": {"train": round(time.perf_counter() - t0, 3)}, "train": summaries}
+    if not main:
+        return {**rec, "wall_s": {**rec["wall_s"], **updates["wall_s"]}, "train": summaries}
+    return update_record(out_dir / "run.json", updates)
 
 
 def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, benchmarks: list[str], out_dir: Path,
