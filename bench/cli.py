@@ -66,7 +66,8 @@ def cmd_train(args) -> int:
     out = Path(args.out) / entry.name / args.method if not args.exact_out else Path(args.out)
     rec = train_method(args.method, entry, overrides, out, args.data, data_root_for(entry, args.data_root), args.seed,
                        resolve_device(args.device), resume=args.resume, progress=not args.quiet)
-    print(json.dumps({"checkpoint": rec.get("checkpoint"), "train": rec.get("train")}, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, one summary, from the main process
+        print(json.dumps({"checkpoint": rec.get("checkpoint"), "train": rec.get("train")}, indent=2))
     return 0
 
 

@@ -116,6 +116,14 @@ def checkpoint_fingerprint(model_name: str, adapter: str | Path | None) -> str:
     return sha256_text("|".join(parts))[:16]
 
 
+def is_main_process() -> bool:
+    """True on the process that writes run records: rank 0 under ``accelerate launch``/torchrun (``RANK``),
+    and always when not launched distributed (no ``RANK`` set)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_dir: Path, data: str | None,
                  data_root: Path, seed: int, device: str, resume: bool = False, progress: bool = True) -> dict:
     from bench.models.llava import make_preprocessor
@@ -143,7 +151,9 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
         rec["data"]["pipeline"] = {k: data_build[k] for k in ("method", "source", "feedback", "generator", "seed",
                                                                "config_hash", "items", "kept", "dropped",
                                                                "dropped_reasons", "outputs", "wall_s")}
-    atomic_write_json(out_dir / "run.json", rec)
+    main = is_main_process()  # under `accelerate launch` only rank 0 writes run.json
+    if main:
+        atomic_write_json(out_dir / "run.json", rec)
 
     def base_loader():
         model, processor = entry.load(dtype=torch.float32, device="cpu")
@@ -153,8 +163,10 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     torch.manual_seed(seed)
     summaries = train(method, mcfg, base_loader, records, out_dir, seed, resume=resume, device=device,
                       progress=progress)
-    return update_record(out_dir / "run.json", {"wall_s": {"train": round(time.perf_counter() - t0, 3)},
-                                                 "train": summaries})
+    updates = {"wall_s": {"train": round(time.perf_counter() - t0, 3)}, "train": summaries}
+    if not main:
+        return {**rec, "wall_s": {**rec["wall_s"], **updates["wall_s"]}, "train": summaries}
+    return update_record(out_dir / "run.json", updates)
 
 
 def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, benchmarks: list[str], out_dir: Path,
@@ -285,6 +297,9 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = True) -> dict:
         eval_checkpoint(cfg.model, str(mdir / "checkpoint"), name, benchmarks, mdir, data_root, cfg.seed, device,
                         cfg.eval, progress)
         summary["methods"][name] = str(mdir)
+    if not is_main_process():  # under `accelerate launch` only rank 0 writes records and tables
+        summary["wall_s"] = round(time.perf_counter() - t0, 1)
+        return summary
     for d in [model_dir / "base", *[model_dir / m for m in methods]]:
         update_record(d / "run.json", {"run": {"config": to_dict(cfg), "config_hash": config_hash(cfg)}})
     summary["leaderboard"] = {k: str(v) for k, v in write_leaderboard(out).items()}

@@ -86,39 +86,68 @@ def test_training_changes_every_lora_parameter_and_nothing_else(tiny, tmp_path):
     assert changed == expected
 
 
-def test_resumed_run_matches_uninterrupted_run(tiny, tmp_path):
-    model_dir, recs = tiny
-    _train(model_dir, recs, tmp_path / "full", max_steps=4)
-    _train_partial(model_dir, recs, tmp_path / "part", stop_after=2, total=4)  # "killed" after step 2
-    assert not (tmp_path / "part" / "checkpoint" / "dpo" / "DONE").exists()
-    _train(model_dir, recs, tmp_path / "part", max_steps=4, resume=True)
-    full = [json.loads(l)["loss"] for l in (tmp_path / "full" / "checkpoint" / "dpo" / "log.jsonl").read_text().splitlines()]
-    resumed = [json.loads(l)["loss"] for l in (tmp_path / "part" / "checkpoint" / "dpo" / "log.jsonl").read_text().splitlines()]
-    assert len(resumed) == 4
-    assert resumed == pytest.approx(full, abs=1e-6)
+def _stage_logs(out: Path) -> dict[str, list[dict]]:
+    ckpt = out / "checkpoint"
+    return {p.parent.name: [json.loads(x) for x in p.read_text().splitlines()] for p in sorted(ckpt.glob("*/log.jsonl"))}
 
 
-def _train_partial(model_dir, recs, out, stop_after, total):
-    """Run ``total``-step schedule but stop (as if killed) after ``stop_after`` steps."""
+def _stage_weights(out: Path) -> dict[str, torch.Tensor]:
+    """Every safetensors weight file the stages leave (adapter, projector), keyed by file and tensor name."""
+    from safetensors.torch import load_file
+
+    ckpt = out / "checkpoint"
+    return {f"{f.relative_to(ckpt)}:{k}": v for f in sorted(ckpt.rglob("*.safetensors")) if "ref_logps" not in f.name
+            for k, v in load_file(str(f)).items()}
+
+
+@pytest.mark.parametrize("name,kill_stage", [("dpo", "dpo"), ("povid", "stage1"), ("povid", "stage2")])
+def test_resumed_run_matches_uninterrupted_run(name, kill_stage, tiny_llava_loader, make_preference_records,
+                                               tmp_path, monkeypatch):
+    """Killed during step 3 of ``kill_stage`` (checkpoint at step 2), then resumed: every step logged after the
+    resume point, every later stage and the final weights of every stage equal the uninterrupted run's."""
     import bench.train.loop as loop
+    from bench.registry import METHODS
+    from tests.test_methods import small_config
 
-    class Stop(Exception):
+    records = make_preference_records(4)
+    cfg = small_config(name, max_steps=4, save_every=2)
+
+    def run(out, resume=False):
+        return loop.train(METHODS.get(name)(), cfg, tiny_llava_loader, records, out, seed=0, resume=resume,
+                          progress=False)
+
+    run(tmp_path / "full")
+    real_append = loop.append_jsonl
+
+    class Killed(Exception):
         pass
 
-    orig_append = loop.append_jsonl
-
     def append(path, rows):
-        orig_append(path, rows)
-        if rows and rows[0].get("step") == stop_after:
-            raise Stop()
+        real_append(path, rows)
+        if path.parent.name == kill_stage and rows[0]["step"] == 3:
+            raise Killed()
 
-    loop.append_jsonl = append
-    try:
-        with pytest.raises(Stop):
-            _train(model_dir, recs, out, max_steps=total, save_every=stop_after)
-    finally:
-        loop.append_jsonl = orig_append
-    return out
+    monkeypatch.setattr(loop, "append_jsonl", append)
+    with pytest.raises(Killed):
+        run(tmp_path / "part")
+    monkeypatch.undo()
+    stage_dir = tmp_path / "part" / "checkpoint" / kill_stage
+    assert not (stage_dir / "DONE").exists()
+    assert torch.load(stage_dir / "state.pt", weights_only=False)["step"] == 2
+    run(tmp_path / "part", resume=True)
+
+    full, resumed = _stage_logs(tmp_path / "full"), _stage_logs(tmp_path / "part")
+    assert list(resumed) == list(full)
+    for stage in full:
+        assert [r["step"] for r in resumed[stage]] == [r["step"] for r in full[stage]] == [1, 2, 3, 4]
+        for key in ("loss", "grad_norm", "lr"):
+            assert [r[key] for r in resumed[stage]] == pytest.approx([r[key] for r in full[stage]], abs=1e-6), \
+                f"{stage}: {key}"
+    assert len({r["loss"] for r in full[kill_stage]}) > 1, "the loss never moved: nothing was trained"
+    w_full, w_resumed = _stage_weights(tmp_path / "full"), _stage_weights(tmp_path / "part")
+    assert w_full.keys() == w_resumed.keys() and any("adapter" in k for k in w_full)
+    for k in w_full:
+        torch.testing.assert_close(w_resumed[k], w_full[k], atol=1e-6, rtol=0, msg=k)
 
 
 def test_empty_response_is_a_clear_error(tiny, tmp_path):

@@ -50,3 +50,47 @@ def test_run_record_holds_config_hash_versions_git_and_device(tmp_path):
     out = json.loads(path.read_text())
     assert out["wall_s"] == {"eval/pope": 1.5, "eval/chair": 2.0}
     assert out["config_hash"] == rec["config_hash"]
+
+
+def _stub_train_method(monkeypatch, tmp_path):
+    """train_method with the method, the model and the loop stubbed out: only its record writing runs."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import bench.pipeline as pipeline
+    import bench.train.loop as loop
+
+    @dataclasses.dataclass
+    class Cfg:
+        beta: float = 0.1
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    method = SimpleNamespace(default_data=lambda root: data, load_records=lambda path, cfg: [1, 2, 3])
+    monkeypatch.setattr(pipeline, "method_config", lambda name, entry, overrides=None: (method, Cfg()))
+    monkeypatch.setattr(loop, "train", lambda *a, **k: {"stage": {"steps": 2}})
+    entry = SimpleNamespace(name="tiny-llava")
+    out = tmp_path / "out"
+    return lambda: pipeline.train_method("dpo", entry, None, out, None, tmp_path, 0, "cpu", progress=False), out
+
+
+def test_train_method_writes_run_record_on_the_main_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    call, out = _stub_train_method(monkeypatch, tmp_path)
+    rec = call()
+    on_disk = json.loads((out / "run.json").read_text())
+    assert on_disk["train"] == {"stage": {"steps": 2}} and "train" in on_disk["wall_s"]
+    assert on_disk["data"]["records"] == 3 and rec["train"] == on_disk["train"]
+
+
+def test_train_method_writes_no_run_record_on_other_ranks(tmp_path, monkeypatch):
+    from bench.pipeline import is_main_process
+
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+    call, out = _stub_train_method(monkeypatch, tmp_path)
+    rec = call()  # under `accelerate launch` only rank 0 writes run.json
+    assert not (out / "run.json").exists()
+    assert rec["train"] == {"stage": {"steps": 2}} and "train" in rec["wall_s"] and rec["kind"] == "train"
+    monkeypatch.delenv("RANK")
+    assert is_main_process()

@@ -17,7 +17,8 @@ class TrainConfig:
     lr: peak learning rate (AdamW, cosine decay after linear warmup of ``warmup_ratio`` of the steps, or of
         ``warmup_steps`` steps when that is set).
     epochs / max_steps: run length; ``max_steps`` (optimizer steps) wins when set.
-    batch_size: samples (pairs) per micro-batch; grad_accum micro-batches per optimizer step.
+    batch_size: samples (pairs) per micro-batch *per process*; grad_accum micro-batches per optimizer step
+        (global batch = batch_size × grad_accum × processes, see bench/train/distributed.py).
     max_length: tokens per sequence *including* the expanded image tokens (LLaVA's
         ``model_max_length`` semantics); longer samples are an error, never silently truncated.
     lora_*: LoRA on the language model's linear layers (``lora_targets`` are module-name suffixes,
@@ -29,6 +30,10 @@ class TrainConfig:
         methods.md §1.2; POVID's and OPA-DPO's does not).
     disable_dropout: set every dropout p to 0 in policy and reference (all four seeds do).
     cache_reference: compute reference log-probs once per (sample, sequence) and store them.
+    gradient_checkpointing: recompute activations in backward (transformers' non-reentrant checkpointing of
+        every decoder / encoder layer); same loss and gradients, less activation memory, ~30% more compute.
+    log_with: experiment trackers, ``"tensorboard"``, ``"wandb"`` or both comma-separated (their package
+        must be installed); not part of the stage fingerprint (it does not change the run).
     """
 
     lr: float = 2e-6
@@ -54,3 +59,4 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     save_every: int = 0
     log_every: int = 1
+    log_with: str | None = None

@@ -17,10 +17,17 @@ On disk, per stage ``OUT/checkpoint/<stage>/``: ``adapter/`` (peft, safetensors)
 ``projector.safetensors`` (if trained), ``ref_logps.safetensors``, ``state.pt`` (resume),
 ``log.jsonl`` (one line per optimizer step), ``DONE``. ``OUT/checkpoint/stages.json`` lists the
 finished stages in order; :func:`bench.models.loading.apply_checkpoint` rebuilds the model from it.
+
+Under ``accelerate launch`` (several processes) the policy model, optimizer and scheduler are prepared by
+accelerate (DDP), every process trains on its own shard of each global micro-batch (see
+:mod:`bench.train.distributed`), logged metrics are means over processes and only the main process writes
+files; the checkpoint keeps every process's RNG state. The policy forward is a call of the prepared module
+(:class:`PolicyForward`), so that DDP synchronises the gradients.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -38,9 +45,11 @@ from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError, DataError
 from bench.io import append_jsonl, atomic_write_json, read_json, sha256_file
 from bench.models.llava import IGNORE_INDEX, LlavaPreprocessor, load_image
+from bench.train import distributed as dist
 from bench.train.config import CLIP_LINEARS, PROJECTOR_LINEARS, TrainConfig
 from bench.train.forward import EncodedBatch, llava_of, pad_batch, sequence_logps, supervised_logps
 from bench.train.method import LogProbs, Method, Sequence, Stage, StepInputs
+from bench.train.trackers import check_trackers, parse_log_with
 
 
 def _seed_for(*parts: Any) -> int:
@@ -93,6 +102,33 @@ def set_trainable(model: torch.nn.Module, cfg: TrainConfig) -> None:
     if cfg.full_finetune:
         for p in llava.model.language_model.parameters():
             p.requires_grad_(True)
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """transformers' activation checkpointing of every decoder/encoder layer, non-reentrant (works with
+    frozen inputs, DDP and ``no_sync``), plus a hook making the input embeddings require grad (peft: the
+    embeddings are frozen, and a checkpointed segment whose inputs need no grad would be cut from the graph)."""
+    llava = llava_of(model)
+    kwargs = {"use_reentrant": False}
+    if hasattr(llava, "activation_checkpointing_enable"):
+        llava.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers < 5
+        llava.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if getattr(llava, "_require_grads_hook", None) is None:
+        llava.enable_input_require_grads()
+
+
+class PolicyForward(torch.nn.Module):
+    """The module accelerate prepares: ``forward(fn, *args)`` runs ``fn(model, *args)``. The loop's forward
+    (:func:`run_sequences`) calls the LLaVA sub-modules directly; routing it through this module's
+    ``forward`` lets a DistributedDataParallel wrapper prepare for backward and all-reduce the gradients."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, fn, *args, **kwargs):
+        return fn(self.model, *args, **kwargs)
 
 
 def _to_tensor(img) -> torch.Tensor:
@@ -356,27 +392,33 @@ class ReferenceMode:
         return self.adapters.__exit__(*exc)
 
 
-def _micro_batches(n: int, cfg: TrainConfig, seed: int):
-    """Infinite deterministic stream of (epoch, index list) micro-batches."""
-    epoch = 0
+def _micro_batches(n: int, cfg: TrainConfig, seed: int, rank: int = 0, world: int = 1):
+    """Infinite deterministic stream of (epoch, index list) micro-batches of process ``rank`` of ``world``:
+    the seeded per-epoch permutation (padded to a multiple of ``world``), cut into global micro-batches of
+    ``batch_size × world``, of which this process takes its shard."""
+    epoch, step = 0, cfg.batch_size * world
     while True:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_for(seed, "order", epoch))).tolist()
-        for start in range(0, n, cfg.batch_size):
-            chunk = perm[start : start + cfg.batch_size]
+        perm = dist.pad_to_multiple(perm, world)
+        for start in range(0, len(perm), step):
+            chunk = dist.shard(perm[start : start + step], rank, world)
             if chunk:
                 yield epoch, chunk
         epoch += 1
 
 
-def total_steps(n: int, cfg: TrainConfig) -> int:
+def total_steps(n: int, cfg: TrainConfig, world: int = 1) -> int:
+    """Optimizer steps of the run (``max_steps`` or ``epochs`` over ``n`` records on ``world`` processes)."""
     if cfg.max_steps is not None:
         return cfg.max_steps
-    per_epoch = math.ceil(n / cfg.batch_size / cfg.grad_accum)
+    per_epoch = math.ceil(dist.micro_batches_per_epoch(n, cfg.batch_size, world) / cfg.grad_accum)
     return max(1, per_epoch * cfg.epochs)
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state()}
+def _rng_state(accelerator: Any) -> dict:
+    """The main process's RNG state (``torch``) and every process's (``per_process``, rank order)."""
+    states = dist.gather_rng_states(accelerator)
+    return {"torch": states[0], "per_process": states}
 
 
 def stage_fingerprint(records: list[PreferenceRecord], mcfg: Any, stage: Stage, seed: int, start: str = "") -> str:
@@ -384,11 +426,44 @@ def stage_fingerprint(records: list[PreferenceRecord], mcfg: Any, stage: Stage, 
     parameters such as a mask ratio change the reference sequences), the sequences and image variants, the
     seed and the starting model (hash of the earlier stages' weights). Guards the reference cache and resume."""
     seqs = [[s.name, s.image.name, s.image.space, s.image.fixed, s.with_reference] for s in stage.sequences]
-    own = {k: v for k, v in to_dict(mcfg).items()  # other stages' loop settings do not matter here
+    own = {k: _without_tracking(v) for k, v in to_dict(mcfg).items()  # other stages' loop settings do not matter
            if not isinstance(getattr(mcfg, k, None), TrainConfig) or k == stage.config_key}
     blob = json.dumps([[r.to_json() for r in records], own, stage.name, stage.kind, seqs, seed, start],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _without_tracking(value: Any) -> Any:
+    """A TrainConfig dict without the settings that only observe the run (trackers)."""
+    return {k: v for k, v in value.items() if k != "log_with"} if isinstance(value, dict) else value
+
+
+def make_accelerator(cfg: TrainConfig, device: str, stage_dir: Path):
+    """The stage's Accelerator: CPU or the process's GPU, bf16 autocast on CUDA when ``cfg.bf16``, and the
+    trackers of ``cfg.log_with`` (checked to be installed) writing under ``stage_dir/trackers``."""
+    from accelerate import Accelerator
+
+    trackers = check_trackers(parse_log_with(cfg.log_with))
+    use_bf16 = cfg.bf16 and device.startswith("cuda")
+    # step_scheduler_with_optimizer=False: the schedule already counts optimizer steps of the global batch;
+    # accelerate's default would step it once per process per optimizer step.
+    return Accelerator(cpu=device == "cpu", mixed_precision="bf16" if use_bf16 else "no",
+                       step_scheduler_with_optimizer=False, log_with=trackers or None,
+                       project_dir=str(stage_dir / "trackers") if trackers else None)
+
+
+def _grad_norm(value: Any) -> float | None:
+    """Clipped-gradient norm as a float (None when the backend, e.g. DeepSpeed, clips itself and returns none)."""
+    return None if value is None else float(value)
+
+
+def _peak_memory(device: str) -> dict[str, float]:
+    """Peak memory of this process: CUDA allocator peak on GPU, else the process's peak resident set."""
+    if device.startswith("cuda"):
+        return {"peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)}
+    import resource
+
+    return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
 
 
 def train_stage(
@@ -396,20 +471,23 @@ def train_stage(
     records: list[PreferenceRecord], stage_dir: Path, seed: int, resume: bool, device: str = "cpu",
     progress: bool = True, start_fingerprint: str = "",
 ) -> dict:
-    """Train one stage in place on ``model`` (a fresh PeftModel); returns a summary dict."""
-    from accelerate import Accelerator
+    """Train one stage in place on ``model`` (a fresh PeftModel); returns a summary dict (the last logged
+    row, metrics averaged over processes)."""
     from transformers import get_cosine_schedule_with_warmup
 
     cfg: TrainConfig = getattr(mcfg, stage.config_key)
     if stage.expand is not None:
         records = [r2 for r in records for r2 in stage.expand(r)]
     check_inputs(pre, records, stage.sequences, cfg)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    use_bf16 = cfg.bf16 and device.startswith("cuda")
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if use_bf16 else "no")
+    accelerator = make_accelerator(cfg, device, stage_dir)
+    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    if main:
+        stage_dir.mkdir(parents=True, exist_ok=True)
     if cfg.disable_dropout:
         disable_dropout(model)
     set_trainable(model, cfg)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     frozen_projector = None
     if cfg.train_projector and stage.kind == "preference":
         frozen_projector = copy.deepcopy(llava_of(model).model.multi_modal_projector).requires_grad_(False)
@@ -418,10 +496,10 @@ def train_stage(
     if not params:
         raise BenchError(f"stage {stage.name}: no trainable parameters")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = total_steps(len(records), cfg)
+    steps = total_steps(len(records), cfg, world)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * steps)
     sched = get_cosine_schedule_with_warmup(opt, warmup, steps)
-    model, opt, sched = accelerator.prepare(model, opt, sched)
+    policy_forward, opt, sched = accelerator.prepare(PolicyForward(model), opt, sched)
     pad_id = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
 
     fp = stage_fingerprint(records, mcfg, stage, seed, start_fingerprint)
@@ -432,14 +510,17 @@ def train_stage(
         state = torch.load(state_path, weights_only=False)
         if state.get("fingerprint") != fp:
             raise BenchError(f"{state_path}: checkpoint belongs to other data/config; remove it or drop --resume")
-        accelerator.unwrap_model(model).load_state_dict(state["trainable"], strict=False)
+        model.load_state_dict(state["trainable"], strict=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
+        dist.restore_rng_state(state["rng"], rank, world)
         start_step = state["step"]
-        _truncate_log(log_path, start_step)
-    elif log_path.exists():
+        if main:
+            _truncate_log(log_path, start_step)
+    elif main and log_path.exists():
         log_path.unlink()
+    if cfg.log_with:
+        accelerator.init_trackers(f"bench-{method.name}-{stage.name}", config=_tracker_config(mcfg))
 
     # Precompute reference log-probs for the whole data set once (fixed image variants).
     if cache is not None and stage.kind == "preference":
@@ -448,15 +529,15 @@ def train_stage(
         for i in range(0, len(todo), cfg.batch_size):
             _reference(model, pre, todo[i : i + cfg.batch_size], Stage(stage.name, fixed, stage.loss), cfg, seed, 0,
                        device, pad_id, cache, ref_mode)
-        if todo:
+        if todo and main:
             cache.save()
 
-    stream = _micro_batches(len(records), cfg, seed)
+    stream = _micro_batches(len(records), cfg, seed, rank, world)
     for _ in range(start_step * cfg.grad_accum):  # fast-forward the data position
         next(stream)
-    model.train()
+    policy_forward.train()
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=start_step, desc=f"{method.name}/{stage.name}", leave=False)
@@ -468,12 +549,14 @@ def train_stage(
         t_step = time.perf_counter()
         agg: dict[str, float] = {}
         ids_seen: list[str] = []
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             epoch, idx = next(stream)
             batch = [records[i] for i in idx]
             ids_seen += [r.id for r in batch]
-            with accelerator.autocast():
-                policy, enc, raw = run_sequences(model, pre, batch, stage.sequences, cfg, seed, epoch, device, pad_id)
+            last = micro == cfg.grad_accum - 1  # DDP all-reduces the gradients on the last micro-batch only
+            with (contextlib.nullcontext() if last else accelerator.no_sync(policy_forward)), accelerator.autocast():
+                policy, enc, raw = policy_forward(run_sequences, pre, batch, stage.sequences, cfg, seed, epoch,
+                                                  device, pad_id)
                 reference = (_reference(model, pre, batch, stage, cfg, seed, epoch, device, pad_id, cache, ref_mode)
                              if stage.kind == "preference" else {})
                 inputs = StepInputs(batch, policy, reference, extra={"encoded": enc, "raw": raw, "epoch": epoch,
@@ -483,44 +566,72 @@ def train_stage(
                 if stage.extra_forward is not None:
                     stage.extra_forward(model, inputs, mcfg)
                 loss, metrics = stage.loss(inputs, mcfg)
-            if not torch.isfinite(loss):
-                raise BenchError(f"{method.name}/{stage.name}: non-finite loss {loss.item()} at step {step + 1} on"
-                                 f" samples {[r.id for r in batch]}; {_last_good(state_path)}")
-            accelerator.backward(loss / cfg.grad_accum)
+                if dist.any_process(accelerator, not torch.isfinite(loss)):
+                    raise _non_finite_loss(method, stage, loss, step, batch, state_path)
+                accelerator.backward(loss / cfg.grad_accum)
             agg["loss"] = agg.get("loss", 0.0) + loss.item() / cfg.grad_accum
             for k, v in metrics.items():
                 agg[k] = agg.get(k, 0.0) + float(v.detach().float().mean()) / cfg.grad_accum
-        grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-        if not torch.isfinite(torch.as_tensor(grad_norm)):
+        grad_norm = _grad_norm(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+        if grad_norm is not None and not math.isfinite(grad_norm):
             raise BenchError(f"{method.name}/{stage.name}: non-finite gradient norm at step {step + 1} on samples"
                              f" {ids_seen}; no update was applied; {_last_good(state_path)}")
         lr_used = sched.get_last_lr()[0]
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        n_pairs = cfg.batch_size * cfg.grad_accum
+        agg = dist.mean_over_processes(accelerator, agg)
+        n_pairs = cfg.batch_size * cfg.grad_accum * world
         dt = time.perf_counter() - t_step
-        row = {"step": step + 1, **{k: round(v, 6) for k, v in agg.items()}, "grad_norm": float(grad_norm),
-               "lr": lr_used, "pairs_per_s": round(n_pairs / dt, 3)}
-        if device.startswith("cuda"):
-            row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        append_jsonl(log_path, [row])
+        row = {"step": step + 1, **{k: round(v, 6) for k, v in agg.items()}, "grad_norm": grad_norm,
+               "lr": lr_used, "pairs_per_s": round(n_pairs / dt, 3), **_peak_memory(device)}
+        if main:
+            append_jsonl(log_path, [row])
+        if cfg.log_with:
+            accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step + 1)
         summary = row
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{agg['loss']:.4f}")
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
-            _save_state(accelerator.unwrap_model(model), opt, sched, step + 1, fp, state_path)
+            _save_state(accelerator, model, opt, sched, step + 1, fp, state_path)
     if bar is not None:
         bar.close()
-    unwrapped = accelerator.unwrap_model(model)
-    _save_state(unwrapped, opt, sched, steps, fp, state_path)
-    _save_adapter(unwrapped, cfg, stage_dir)
-    (stage_dir / "DONE").write_text("ok\n")
+    _save_state(accelerator, model, opt, sched, steps, fp, state_path)
+    if main:
+        _save_adapter(model, cfg, stage_dir)
+        (stage_dir / "DONE").write_text("ok\n")
+    if cfg.log_with:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()  # the next stage (and the caller) read what the main process wrote
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
     summary["steps"] = steps
     summary["records"] = len(records)
+    summary["processes"] = world
     return summary
+
+
+def _non_finite_loss(method: Method, stage: Stage, loss: torch.Tensor, step: int, batch: list[PreferenceRecord],
+                     state_path: Path) -> BenchError:
+    """The error every process raises when some process's loss is not finite (naming that process's samples)."""
+    where = (f"non-finite loss {loss.item()} at step {step + 1} on samples {[r.id for r in batch]}"
+             if not torch.isfinite(loss) else f"non-finite loss on another process at step {step + 1}")
+    return BenchError(f"{method.name}/{stage.name}: {where}; {_last_good(state_path)}")
+
+
+def _tracker_config(mcfg: Any) -> dict:
+    """The method config flattened to ``a/b`` keys with scalar values (what tensorboard's hparams accept)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}/", v)
+        else:
+            flat[prefix.rstrip("/")] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk("", to_dict(mcfg))
+    return flat
 
 
 def _last_good(state_path: Path) -> str:
@@ -542,10 +653,15 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
 
 
-def _save_state(model, opt, sched, step: int, fp: str, path: Path) -> None:
+def _save_state(accelerator: Any, model, opt, sched, step: int, fp: str, path: Path) -> None:
+    """Resume state (trainable weights, optimizer, scheduler, every process's RNG, step); collective with
+    several processes, written by the main process only."""
+    rng = _rng_state(accelerator)
+    if not accelerator.is_main_process:
+        return
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"trainable": _trainable_state(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": _rng_state(), "step": step, "fingerprint": fp}, tmp)
+                "rng": rng, "step": step, "fingerprint": fp}, tmp)
     tmp.replace(path)
 
 
@@ -566,12 +682,19 @@ def _weights_fingerprint(ckpt: Path, done: list[dict]) -> str:
     return hashlib.sha256("|".join(f"{f.relative_to(ckpt)}:{sha256_file(f)}" for f in files).encode()).hexdigest()[:16]
 
 
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord], out_dir: Path, seed: int,
           resume: bool = False, device: str = "cpu", progress: bool = True) -> dict:
     """Run every stage of ``method``; returns {stage: summary}. ``base_loader()`` → (model, preprocessor)."""
     from bench.models.loading import apply_checkpoint
 
     ckpt = Path(out_dir) / "checkpoint"
+    device = dist.process_device(device)
     records = method.prepare_records(records)
     done: list[dict] = []
     summaries: dict[str, Any] = {}
@@ -591,6 +714,7 @@ def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord
         summaries[stage.name] = train_stage(method, stage, mcfg, model, pre, records, stage_dir, seed,
                                             resume, device, progress, start_fingerprint=_weights_fingerprint(ckpt, done))
         done.append({"name": stage.name, "dir": stage.name})
-        atomic_write_json(stages_file, {"method": method.name, "stages": done})
+        if _is_main_process():
+            atomic_write_json(stages_file, {"method": method.name, "stages": done})
         del model
     return summaries
