@@ -46,10 +46,12 @@ def test_verify_without_a_manifest_is_a_one_line_error(tmp_path, capsys):
 def test_verify_defaults_to_the_data_root_and_its_synthetic_world(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
     assert main(["data", "verify"]) == 2
-    (tmp_path / "synthetic").mkdir()
-    Manifest(tmp_path / "synthetic").save()
+    from bench.data.synthetic import SYNTHETIC_DIRNAME
+
+    (tmp_path / SYNTHETIC_DIRNAME).mkdir()
+    Manifest(tmp_path / SYNTHETIC_DIRNAME).save()
     assert main(["data", "verify"]) == 0
-    assert f"{tmp_path / 'synthetic'}: OK (0 files)" in capsys.readouterr().out
+    assert f"{tmp_path / SYNTHETIC_DIRNAME}: OK (0 files)" in capsys.readouterr().out
 
 
 def test_prepare_writes_the_synthetic_world_that_verify_accepts(tmp_path, capsys):

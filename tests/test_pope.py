@@ -181,7 +181,8 @@ def test_score_reports_per_split_metrics_skips_and_empty_generations(tmp_path):
     assert s["skipped"]["reasons"]["popular/4"].startswith("no prediction")
     assert s["empty_generations"] == {"count": 1, "ids": ["adversarial/2"]}
     assert s["unmatched_predictions"]["ids"] == ["random/99"]
-    assert {"id": "adversarial/2", "label": "no", "parsed": "yes"} in s["details"]["per_item"]
+    row = next(r for r in s["details"]["per_item"] if r["id"] == "adversarial/2")
+    assert row["label"] == "no" and row["parsed"] == "yes" and row["image"].endswith(".jpg")
     lo, hi = s["ci"]["adversarial/accuracy"]
     assert lo <= m["adversarial/accuracy"] <= hi
     assert s["question_files"]["random"]["status"].startswith("unrecognised")
