@@ -7,7 +7,10 @@ list (so a user's own NLTK setup keeps priority):
 1. the folders of ``BENCH_NLTK_DATA`` (``os.pathsep``-separated), the variable ``bench`` documents;
 2. the folders of ``NLTK_DATA`` again, in case it was set after ``nltk`` was imported;
 3. any extra folders a caller passes (e.g. ``<data root>/nltk_data``, where
-   ``python -m bench data fetch nltk`` downloads to).
+   ``python -m bench data fetch nltk`` downloads to);
+4. last, the copy shipped inside the package (``bench/assets/nltk_data``: English ``punkt_tab``,
+   ``averaged_perceptron_tagger_eng`` and WordNet 3.0 as zips, licences in its ``SOURCES.md``), so the
+   embedded default needs no variable and no download.
 
 Nothing is ever downloaded here (the build machines are offline): :func:`require` raises
 :class:`bench.errors.BenchError` with a one-line, actionable message when a package is missing.
@@ -26,6 +29,7 @@ from typing import Iterable, Sequence
 from bench.errors import BenchError
 
 ENV_VAR = "BENCH_NLTK_DATA"
+PACKAGED = Path(__file__).resolve().parent / "assets" / "nltk_data"
 FETCH_HINT = "python -m bench data fetch nltk"
 
 # logical name -> (resource paths tried in order) for NLTK >= 3.9 and for older releases
@@ -76,6 +80,11 @@ def configure(extra: Iterable[str | os.PathLike] = ()) -> list[str]:
     for folder in [*_env_folders(), *(str(Path(p)) for p in extra)]:
         if folder not in nltk.data.path:
             nltk.data.path.append(folder)
+    packaged = str(PACKAGED)
+    if PACKAGED.is_dir():  # always the last resort: a user's own copy keeps priority
+        if packaged in nltk.data.path:
+            nltk.data.path.remove(packaged)
+        nltk.data.path.append(packaged)
     return list(nltk.data.path)
 
 

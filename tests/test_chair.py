@@ -279,6 +279,7 @@ def test_missing_nltk_data_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.delenv("NLTK_DATA", raising=False)
     monkeypatch.setenv("BENCH_NLTK_DATA", str(tmp_path / "empty"))
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nowhere")])
+    monkeypatch.setattr(nltk_data, "PACKAGED", tmp_path / "no-packaged-copy")
     monkeypatch.setattr(cw, "_NLTK_OK", set())
     with pytest.raises(BenchError) as err:
         cw.caption_to_words("A dog.", "wordnet")
@@ -295,8 +296,24 @@ def test_bench_nltk_data_is_appended_after_nltks_own_folders(monkeypatch, tmp_pa
     monkeypatch.setenv("BENCH_NLTK_DATA", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
     monkeypatch.setenv("NLTK_DATA", str(tmp_path / "c"))
     path = nltk_data.configure([tmp_path / "d"])
-    assert path == ["/first", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), str(tmp_path / "d")]
+    assert path == ["/first", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), str(tmp_path / "d"),
+                    str(nltk_data.PACKAGED)]
     assert nltk_data.configure([tmp_path / "d"]) == path  # idempotent
+
+
+def test_packaged_nltk_data_is_found_without_any_variable(monkeypatch):
+    """The three CHAIR resources ship inside the package (zipped) and are found with no env variable."""
+    import nltk
+
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    monkeypatch.delenv("BENCH_NLTK_DATA", raising=False)
+    monkeypatch.setattr(nltk.data, "path", [])
+    assert nltk_data.missing(["tokenizer", "tagger", "wordnet"]) == []
+    assert nltk.data.path == [str(nltk_data.PACKAGED)]
+    from nltk.stem import WordNetLemmatizer
+
+    tags = nltk.pos_tag(nltk.word_tokenize("Two dogs sit near the dining tables."))
+    assert ("dogs", "NNS") in tags and WordNetLemmatizer().lemmatize("geese") == "goose"
 
 
 # --------------------------------------------------------------------------------------------- speed

@@ -409,8 +409,9 @@ def test_nltk_data_already_in_the_root_is_recorded_without_downloading(tmp_path,
 
     import nltk
 
-    src = os.environ.get("BENCH_NLTK_DATA") or os.environ.get("NLTK_DATA")
-    if not src or not (Path(src) / "tokenizers" / "punkt_tab").exists():
+    beside = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nltk_data"  # unzipped layout
+    src = os.environ.get("BENCH_NLTK_DATA") or os.environ.get("NLTK_DATA") or str(beside)
+    if not (Path(src) / "tokenizers" / "punkt_tab").exists():
         pytest.skip("NLTK data not found: set BENCH_NLTK_DATA (CI points it at ../shared/reference/nltk_data)")
     shutil.copytree(src, tmp_path / "nltk_data", ignore=shutil.ignore_patterns("*.md"))
     monkeypatch.setattr(nltk, "download", lambda *a, **k: pytest.fail("downloaded although present"))
