@@ -43,6 +43,22 @@ class EvalItem:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
+def select_items(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
+    """``--limit N``: the first N distinct images in item order, with *all* their items (every question and
+    every split about them), so a limited run is a smaller sample of images, not of question files."""
+    if limit is None:
+        return list(items)
+    seen: set[str] = set()
+    chosen = []
+    for it in items:
+        if it.image not in seen:
+            if len(seen) >= limit:
+                continue
+            seen.add(it.image)
+        chosen.append(it)
+    return chosen
+
+
 class Benchmark(abc.ABC):
     """Base class of a benchmark protocol. Subclasses set the class attributes and two methods.
 
@@ -67,9 +83,22 @@ class Benchmark(abc.ABC):
         """Files this protocol reads (their sha256 goes into run records)."""
         return []
 
+    def missing_resources(self, data_root: Path) -> list[str]:
+        """What this protocol needs that is not here, one line each with how to get it (the preflight of
+        ``bench run``/``eval`` lists them all before any model is loaded). Default: the data files."""
+        return [f"{p}: missing data file of protocol {self.name} (see `python -m bench data fetch list`)"
+                for p in self.data_files(data_root) if not Path(p).exists()]
+
     @abc.abstractmethod
-    def score(self, predictions: list[dict], data_root: Path, **kw: Any) -> dict:
-        """Stored predictions (``{"id", "text"}``) → score dict with ``metrics`` and ``protocol``."""
+    def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
+              item_ids: set[str] | None = None, cache_dir: Path | None = None, **kw: Any) -> dict:
+        """Stored predictions (``{"id", "text"}``) → score dict with ``metrics`` and ``protocol``.
+
+        The harness always passes these keywords (a scorer ignores the ones it does not need):
+        ``n_boot`` bootstrap resamples; ``item_ids`` the selected items (``--limit``: see
+        :func:`select_items`; None = every item) — items outside it are neither scored nor reported
+        missing; ``cache_dir`` where a judge-based protocol keeps its reply cache.
+        """
 
     # ------------------------------------------------------------------ helpers
     @classmethod

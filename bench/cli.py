@@ -16,12 +16,58 @@ def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _int_at_least(low: int):
+    """argparse type: an integer >= ``low`` (checked when the command line is parsed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _quiet_libraries() -> None:
+    """``--quiet``: no progress bars from transformers / huggingface_hub either (weights loading)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def _report(results_by_label: dict[str, dict], out: Path) -> None:
+    """End of a run/eval on the console: items skipped per benchmark (with the first reasons) and where the
+    files are."""
+    for label, results in results_by_label.items():
+        for name, score in results.items():
+            sk = score.get("skipped") or {}
+            reasons = sk.get("reasons") or {}
+            count = sk.get("count", len(reasons))
+            if count:
+                kinds: dict[str, int] = {}
+                for why in reasons.values():
+                    kinds[str(why).split(":")[0]] = kinds.get(str(why).split(":")[0], 0) + 1
+                shown = ", ".join(f"{k} ×{v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
+                print(f"warning: {label}/{name}: {count} item(s) skipped ({shown}); see {out / label}"
+                      f"/scores/{name}.json", file=sys.stderr)
+
+
 def _run_config(args) -> "object":
-    from bench.config import from_dict, load_yaml, merge, parse_overrides
+    from bench.config import load_yaml, merge, parse_overrides
     from bench.pipeline import RunConfig
 
     cfg = RunConfig()
-    if args.config:
+    if getattr(args, "config", None):
         cfg = merge(cfg, load_yaml(args.config), where=str(args.config))
     cli = {}
     for key in ("model", "out", "seed", "device", "data_root"):
@@ -35,6 +81,9 @@ def _run_config(args) -> "object":
     cfg = merge(cfg, cli, where="command line")
     if args.overrides:
         cfg = merge(cfg, parse_overrides(args.overrides), where="overrides")
+    ev = {k: getattr(args, k) for k in ("limit", "batch_size", "dtype") if getattr(args, k, None) is not None}
+    if ev:
+        cfg = merge(cfg, {"eval": ev}, where="command line")
     return cfg
 
 
@@ -45,78 +94,106 @@ def cmd_run(args) -> int:
     cfg = _run_config(args)
     print(f"bench run: model={cfg.model} methods={','.join(cfg.methods)} benchmarks={','.join(cfg.benchmarks)}"
           f" out={cfg.out} config_hash={config_hash(cfg)}", file=sys.stderr)
-    summary = run(cfg, progress=not args.quiet, resume=not args.no_resume)
+    summary = run(cfg, progress=not args.quiet, resume=not args.no_resume, force=args.force)
     md = Path(cfg.out) / "leaderboard.md"
     if md.exists():
         print(md.read_text())
+    _report(summary.get("scores", {}), Path(summary.get("model_dir", cfg.out)))
     print(f"done in {summary['wall_s']} s; outputs under {cfg.out}", file=sys.stderr)
     return 0
 
 
 def cmd_train(args) -> int:
-    from bench.models.loading import model_entry
-    from bench.pipeline import data_root_for, load_plugins, resolve_device, train_method
+    from bench import preflight
     from bench.config import parse_overrides
+    from bench.models.loading import model_entry
+    from bench.pipeline import (data_root_for, load_plugins, method_config, resolve_device, train_config_fields,
+                                train_data_problems, train_method)
+    from bench.registry import METHODS
 
     load_plugins()
     entry = model_entry(args.model)
+    device = resolve_device(args.device)
+    method = METHODS.get(args.method)()
     overrides = parse_overrides(args.overrides) if args.overrides else {}
-    if args.max_steps is not None:
-        overrides.setdefault("train", {})["max_steps"] = args.max_steps
+    if args.max_steps is not None:  # every TrainConfig of the method (one per stage: POVID has two)
+        for name in train_config_fields(method.default_config()):
+            overrides.setdefault(name, {})["max_steps"] = args.max_steps
+    method_config(args.method, entry, overrides)  # unknown keys / bad values fail before any work
+    data_root = data_root_for(entry, args.data_root)
     out = Path(args.out) / entry.name / args.method if not args.exact_out else Path(args.out)
-    rec = train_method(args.method, entry, overrides, out, args.data, data_root_for(entry, args.data_root), args.seed,
-                       resolve_device(args.device), resume=args.resume, progress=not args.quiet)
+    preflight.check([*preflight.output_problems(Path(args.out), need_bytes=256 * 2**20),
+                     *preflight.model_problems(entry),
+                     *train_data_problems(args.method, entry, args.data, data_root)], "bench train")
+    rec = train_method(args.method, entry, overrides, out, args.data, data_root, args.seed, device,
+                       resume=args.resume, progress=not args.quiet, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, one summary, from the main process
         print(json.dumps({"checkpoint": rec.get("checkpoint"), "train": rec.get("train")}, indent=2))
     return 0
 
 
 def cmd_eval(args) -> int:
+    from bench import preflight
     from bench.models.loading import model_entry
-    from bench.pipeline import EvalConfig, data_root_for, eval_checkpoint, load_plugins, resolve_benchmarks, resolve_device
-    from bench.config import merge, parse_overrides
+    from bench.pipeline import data_root_for, eval_checkpoint, load_plugins, resolve_benchmarks, resolve_device
 
     load_plugins()
-    entry = model_entry(args.model)
-    ecfg = EvalConfig()
-    if args.overrides:
-        ecfg = merge(ecfg, parse_overrides(args.overrides).get("eval", {}), where="overrides")
-    if args.limit is not None:
-        ecfg = merge(ecfg, {"limit": args.limit})
-    if args.batch_size is not None:
-        ecfg = merge(ecfg, {"batch_size": args.batch_size})
+    cfg = _run_config(args)  # the typed config of `run`: eval.* overrides, did-you-mean on unknown keys
+    if cfg.method:
+        raise BenchError(f"method.* overrides ({', '.join(sorted(cfg.method))}) apply to `bench run`/`bench train`,"
+                         " not to `bench eval`")
+    entry = model_entry(cfg.model)
+    device = resolve_device(cfg.device)
+    benchmarks = resolve_benchmarks(cfg.benchmarks, entry)
+    data_root = data_root_for(entry, cfg.data_root)
+    preflight.check([*preflight.output_problems(Path(cfg.out)), *preflight.model_problems(entry, args.adapter),
+                     *preflight.benchmark_problems(benchmarks, data_root)], "bench eval")
     label = args.label or ("base" if not args.adapter else Path(args.adapter).resolve().parent.name)
-    out = Path(args.out) / entry.name / label
-    res = eval_checkpoint(args.model, args.adapter, label, resolve_benchmarks(_split(args.benchmarks), entry), out,
-                          data_root_for(entry, args.data_root), args.seed, resolve_device(args.device), ecfg,
+    out = Path(cfg.out) / entry.name / label
+    res = eval_checkpoint(cfg.model, args.adapter, label, benchmarks, out, data_root, cfg.seed, device, cfg.eval,
                           progress=not args.quiet)
     for name, score in res.items():
         print(name, json.dumps(score.get("metrics", {}), indent=None))
+    _report({label: res}, out.parent)
+    print(f"outputs under {out}", file=sys.stderr)
     if args.verify_against_bs1:
         from bench.eval.engine import verify_against_bs1
         from bench.models.loading import load_for_eval
+        from bench.pipeline import resolve_dtype
         from bench.registry import BENCHMARKS
 
-        model, pre, _ = load_for_eval(args.model, args.adapter, device=resolve_device(args.device))
+        model, pre, _ = load_for_eval(cfg.model, args.adapter, dtype=resolve_dtype(cfg.eval.dtype, device),
+                                      device=device)
         for name in res:
-            check = verify_against_bs1(model, pre, BENCHMARKS.get(name)(), data_root_for(entry, args.data_root),
+            check = verify_against_bs1(model, pre, BENCHMARKS.get(name)(), data_root,
                                        out / "predictions" / f"{name}.jsonl", args.verify_against_bs1,
-                                       resolve_device(args.device), seed=args.seed)
+                                       device, seed=cfg.seed)
             print(f"{name}: fast path vs batch-1 HF generate: {check['identical']}/{check['n']} identical"
                   f" (agreement {check['agreement']:.4f})")
     return 0
 
 
 def cmd_score(args) -> int:
+    from bench.config import merge
+    from bench.io import read_json
     from bench.pipeline import EvalConfig, load_plugins, score_predictions
     from bench.registry import BENCHMARKS
 
     load_plugins()
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise BenchError(f"{run_dir}: no such run folder (expected OUT/<model>/<method>/ with predictions/)")
+    ecfg = EvalConfig()
+    recorded = read_json(run_dir / "run.json").get("eval", {}) if (run_dir / "run.json").exists() else {}
+    limit = args.limit if args.limit is not None else (recorded or {}).get("limit")
+    ecfg = merge(ecfg, {"limit": limit, **({"n_boot": recorded["n_boot"]} if recorded.get("n_boot") else {})})
+    data_root = Path(args.data_root)
+    if not data_root.is_dir():
+        raise BenchError(f"{data_root}: --data-root is not a folder")
     for name in _split(args.benchmarks):
         bench = BENCHMARKS.get(name)()
-        res = score_predictions(bench, run_dir / "predictions" / f"{name}.jsonl", Path(args.data_root),
-                                run_dir / "scores" / f"{name}.json", EvalConfig())
+        res = score_predictions(bench, run_dir / "predictions" / f"{name}.jsonl", data_root,
+                                run_dir / "scores" / f"{name}.json", ecfg)
         print(name, json.dumps(res.get("metrics", {})))
     return 0
 
@@ -164,6 +241,22 @@ def cmd_perf(args) -> int:
     return main_perf(args)
 
 
+def _os_error(exc: BaseException) -> str:
+    """One line for an environment error: what failed, on which file, and the usual fix."""
+    import errno
+
+    if isinstance(exc, UnicodeError):
+        return f"text is not valid UTF-8 ({exc}); convert the file to UTF-8"
+    name = getattr(exc, "filename", None)
+    where = f"{name}: " if name else ""
+    text = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some disk space or choose another --out; finished work is kept",
+            errno.EACCES: "check the folder's permissions or choose another --out",
+            errno.EROFS: "the file system is read-only; choose another --out",
+            errno.ENAMETOOLONG: "use a shorter path"}.get(exc.errno or -1, "")
+    return f"{where}{text}" + (f" ({hint})" if hint else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="Hallucination benchmark harness for LVLMs")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -183,27 +276,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None)
     sp.add_argument("--config", default=None, help="YAML file")
     sp.add_argument("--no-resume", action="store_true", help="retrain finished stages")
+    sp.add_argument("--force", action="store_true",
+                    help="discard checkpoints in --out that were trained from other data/config, and retrain")
+    sp.add_argument("--limit", type=_int_at_least(1), default=None, help="= eval.limit: first N images per benchmark")
+    sp.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None,
+                    help="= eval.dtype (auto: bfloat16 on CUDA, float32 on CPU)")
     common(sp)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("train", help="train one method")
     sp.add_argument("--method", required=True)
     sp.add_argument("--data", default=None, help="preference data file (default: bundled synthetic)")
-    sp.add_argument("--max-steps", dest="max_steps", type=int, default=None)
+    sp.add_argument("--max-steps", dest="max_steps", type=_int_at_least(1), default=None,
+                    help="optimizer steps of every stage")
     sp.add_argument("--out", default="runs")
     sp.add_argument("--exact-out", action="store_true", help="write into --out itself, not OUT/<model>/<method>")
     sp.add_argument("--resume", action="store_true")
+    sp.add_argument("--force", action="store_true",
+                    help="discard a checkpoint in the output folder trained from other data/config, and retrain")
     common(sp)
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("eval", help="evaluate a checkpoint (base model + optional adapter)")
     sp.add_argument("--adapter", default=None, help="loop checkpoint dir or peft adapter dir")
-    sp.add_argument("--benchmarks", default="all")
-    sp.add_argument("--out", default="runs")
+    sp.add_argument("--benchmarks", default=None, help="all | a,b (default: the model's benchmarks)")
+    sp.add_argument("--out", default=None, help="output root (default runs)")
     sp.add_argument("--label", default=None, help="method label for the output folder")
-    sp.add_argument("--limit", type=int, default=None)
-    sp.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    sp.add_argument("--verify-against-bs1", dest="verify_against_bs1", type=int, default=0, metavar="N",
+    sp.add_argument("--limit", type=_int_at_least(1), default=None,
+                    help="= eval.limit: the first N images of each benchmark, with all their questions")
+    sp.add_argument("--batch-size", dest="batch_size", type=_int_at_least(1), default=None, help="= eval.batch_size")
+    sp.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None,
+                    help="= eval.dtype (auto: bfloat16 on CUDA, float32 on CPU); part of the cache key")
+    sp.add_argument("--verify-against-bs1", dest="verify_against_bs1", type=_int_at_least(0), default=0, metavar="N",
                     help="re-decode N random items at batch 1 without caching and report the agreement")
     common(sp)
     sp.set_defaults(func=cmd_eval)
@@ -212,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir")
     sp.add_argument("--benchmarks", required=True)
     sp.add_argument("--data-root", dest="data_root", required=True)
+    sp.add_argument("--limit", type=_int_at_least(1), default=None,
+                    help="score the first N images (default: the limit recorded in run.json)")
     sp.set_defaults(func=cmd_score)
 
     sp = sub.add_parser("list", help="list registered methods, benchmarks, models, judges")
@@ -256,12 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        _quiet_libraries()
     try:
         return args.func(args)
     except BenchError as exc:
         if os.environ.get("BENCH_DEBUG"):
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeError) as exc:  # disk full, read-only folder, permissions, name too long, encoding
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept on disk, rerun to resume", file=sys.stderr)

@@ -83,22 +83,47 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
+def _unknown_keys(where: str, unknown: list[str], known: Any, cls_name: str) -> BenchError:
+    """One-line error for unknown keys, with a did-you-mean per key."""
+    import difflib
+
+    hints = []
+    for key in unknown:
+        nested = [f"{name}.{key}" for name, typ in (known.items() if isinstance(known, Mapping) else [])
+                  if dataclasses.is_dataclass(typ) and key in {f.name for f in dataclasses.fields(typ)}]
+        close = nested or difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{key!r}: did you mean {close[0]!r}?")
+    hint = (" (" + "; ".join(hints) + ")") if hints else ""
+    return BenchError(f"{where}: unknown key(s) {unknown}{hint}; known keys of {cls_name}: {sorted(known)}")
+
+
+def _build(cls: type, kwargs: dict, where: str) -> Any:
+    """``cls(**kwargs)``; a validation error from the dataclass's ``__post_init__`` names ``where``."""
+    try:
+        return cls(**kwargs)
+    except BenchError as exc:
+        raise BenchError(f"{where}: {exc}") from None
+
+
 def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
     """Build dataclass ``cls`` from a mapping; unknown keys raise :class:`BenchError`."""
     types_ = _field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:
-        raise BenchError(f"{where}: unknown key(s) {unknown}; known keys of {cls.__name__}: {sorted(types_)}")
+        raise _unknown_keys(where, unknown, types_, cls.__name__)
     kwargs = {k: _coerce(v, types_[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    return _build(cls, kwargs, where)
 
 
 def merge(obj: Any, updates: Mapping[str, Any], where: str = "config") -> Any:
     """A copy of dataclass ``obj`` with nested ``updates`` applied (unknown keys are errors)."""
     types_ = _field_types(type(obj))
+    if not isinstance(updates, Mapping):
+        raise BenchError(f"{where}: expected a mapping of settings, got {updates!r}")
     unknown = sorted(set(updates) - set(types_))
     if unknown:
-        raise BenchError(f"{where}: unknown key(s) {unknown}; known keys of {type(obj).__name__}: {sorted(types_)}")
+        raise _unknown_keys(where, unknown, types_, type(obj).__name__)
     changes = {}
     for key, value in updates.items():
         current = getattr(obj, key)
@@ -108,7 +133,10 @@ def merge(obj: Any, updates: Mapping[str, Any], where: str = "config") -> Any:
             changes[key] = {**current, **value}
         else:
             changes[key] = _coerce(value, types_[key], f"{where}.{key}")
-    return dataclasses.replace(obj, **changes)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except BenchError as exc:
+        raise BenchError(f"{where}: {exc}") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -138,8 +166,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise BenchError(f"{path}: config file not found")
+    if not path.is_file():
+        raise BenchError(f"{path}: --config must name a YAML file, not a folder")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except yaml.YAMLError as exc:
         raise BenchError(f"{path}: invalid YAML ({exc})") from None
     if not isinstance(data, dict):

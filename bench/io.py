@@ -1,7 +1,8 @@
 """File formats on disk: atomic JSON writes, append-only JSONL, sha256 of files.
 
 Every JSON file is written to a temporary file in the same directory and renamed into
-place, so a reader never sees a half-written file. JSONL files are append-only with one
+place, so a reader never sees a half-written file; the result gets the permissions an ordinary
+``open(path, "w")`` would (0666 minus the user's umask), so shared results folders stay readable. JSONL files are append-only with one
 complete record per line; a torn last line (a killed writer) is detected and dropped by
 :func:`read_jsonl` with ``repair=True``.
 """
@@ -15,23 +16,37 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from bench.errors import DataError
+from bench.errors import BenchError, DataError
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, fsync, rename into place (mode 0666 & ~umask)."""
     path = Path(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DataError(path.parent, "is a file, expected a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -42,8 +57,12 @@ def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected a JSON file")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", line=exc.lineno) from None
 
@@ -57,8 +76,17 @@ def iter_jsonl(path: str | os.PathLike, repair: bool = False) -> Iterator[tuple[
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
-    with path.open("r", encoding="utf-8") as fh:
-        lines = fh.readlines()
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected a JSONL file")
+    raw_lines = path.read_bytes().split(b"\n")
+    lines = []
+    for i, blob in enumerate(raw_lines, start=1):
+        if i == len(raw_lines) and not blob:
+            break
+        try:
+            lines.append(blob.decode("utf-8") + ("\n" if i < len(raw_lines) else ""))
+        except UnicodeDecodeError as exc:
+            raise DataError(path, f"not UTF-8 text (byte {exc.start} of the line: {exc.reason})", line=i) from None
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -110,6 +138,19 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def confined_path(root: str | os.PathLike, relative: str, what: str = "path") -> Path:
+    """``root / relative``, refusing a ``relative`` taken from data that is absolute or leaves ``root``
+    (``..``, symlinks resolved), so no record can make ``bench`` write outside its folder."""
+    rel = str(relative)
+    if not rel or os.path.isabs(rel) or rel.startswith(("\\", "/")) or (len(rel) > 1 and rel[1] == ":"):
+        raise BenchError(f"{what} {relative!r}: must be a relative path inside {root}")
+    base = Path(root).resolve()
+    target = (base / rel).resolve()
+    if target != base and base not in target.parents:
+        raise BenchError(f"{what} {relative!r}: leaves the folder {root}")
+    return base / rel
 
 
 def sha256_text(text: str) -> str:

@@ -45,6 +45,7 @@ import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,10 +70,22 @@ def _sleep(seconds: float) -> None:  # indirection so tests can record the waits
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` and anything shaped like an API key (``sk-…``) masked."""
+    """``text`` with ``secret``, anything shaped like an API key (``sk-…``) and the credential of an echoed
+    ``Authorization: Bearer …`` / ``api-key:`` header masked."""
     if secret:
         text = text.replace(secret, "***")
+    text = re.sub(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?\s*(?:bearer|basic)\s+)[^\s\"',}]+", r"\1***", text)
+    text = re.sub(r"(?i)(\bapi[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+", r"\1***", text)
     return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
+
+
+def check_base_url(url: str, what: str = "judge base URL") -> str:
+    """An http(s) URL with a host, else a :class:`JudgeError` (``file://``, bare paths … are refused)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise JudgeError(f"{what} {url!r}: expected an http:// or https:// URL with a host"
+                         " (check $BENCH_JUDGE_BASE_URL)")
+    return url
 
 
 # ------------------------------------------------------------------------------------------- cache
@@ -154,6 +167,10 @@ class CachedJudge(abc.ABC):
         """The reply and what to record beside it in the cache (served model, date)."""
         return self.reply(prompt), {}
 
+    def missing_resources(self) -> list[str]:
+        """What this judge needs that is not configured (API key, endpoint), one line each with the fix."""
+        return []
+
     @abc.abstractmethod
     def reply(self, prompt: str) -> str:
         """The judge's answer to ``prompt`` (uncached)."""
@@ -203,7 +220,8 @@ class OpenAIJudge(CachedJudge):
         if max_retries < 1:
             raise JudgeError("judge openai: max_retries must be >= 1")
         self.model, self.temperature, self.max_tokens = model, float(temperature), int(max_tokens)
-        self.base_url = (base_url or os.environ.get("BENCH_JUDGE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = check_base_url(
+            (base_url or os.environ.get("BENCH_JUDGE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"))
         self.api_key_env = api_key_env
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.min_interval, self.backoff, self.max_sleep = float(min_interval), float(backoff), float(max_sleep)
@@ -227,6 +245,13 @@ class OpenAIJudge(CachedJudge):
             raise JudgeError(f"judge {self.judge_id}: set the API key in ${self.api_key_env} (or score the offline"
                              " `shr-annotation` protocol); replies already cached are reused without a key")
         return key
+
+    def missing_resources(self) -> list[str]:
+        if self.api_key_env is not None and not os.environ.get(self.api_key_env):
+            return [f"judge {self.judge_id}: no API key in ${self.api_key_env} (export it; the endpoint is"
+                    f" {self.base_url}, set $BENCH_JUDGE_BASE_URL for another; or use an offline protocol such as"
+                    " `shr-annotation`)"]
+        return []
 
     def _throttle(self) -> None:
         wait = self._last_request + self.min_interval - time.monotonic()
@@ -273,6 +298,7 @@ class OpenAIJudge(CachedJudge):
                 content = payload["choices"][0]["message"]["content"]
                 if not isinstance(content, str):
                     raise TypeError("content is not a string")
+                content = redact(content, key)  # a server that echoes the request must not leak the key
                 meta = {"model": payload.get("model") or self.model,
                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                 return content, meta

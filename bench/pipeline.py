@@ -6,6 +6,7 @@ function here calling one module, and each leaves a file on disk (see docs/CONVE
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,18 +17,38 @@ import torch
 from bench.config import config_hash, from_dict, merge, to_dict
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_jsonl, sha256_file, sha256_text
-from bench.records import file_hashes, new_record, update_record
+from bench.records import file_hashes, new_record, score_integrity, update_record
 from bench.registry import BENCHMARKS, METHODS
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
 class EvalConfig:
-    """batch_size: generation batch (1 = reference path); limit: first N items per benchmark
-    (None = all); n_boot: bootstrap resamples for the 95% CIs."""
+    """batch_size: generation batch (1 = reference path); limit: the first N images of each benchmark with
+    all their items (every question and split about them; None = all; ``bench.benchmark.select_items``) —
+    recorded in run.json and the score file, and a limited score is its own leaderboard column;
+    n_boot: bootstrap resamples for the 95% CIs; dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU),
+    ``bfloat16``, ``float16`` or ``float32`` — part of the predictions' cache key."""
 
     batch_size: int = 8
     limit: int | None = None
     n_boot: int = 1000
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size!r} must be an integer >= 1")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            problems.append(f"limit={self.limit!r} must be an integer >= 1 (images) or none")
+        if not isinstance(self.n_boot, int) or self.n_boot < 1:
+            problems.append(f"n_boot={self.n_boot!r} must be an integer >= 1")
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            problems.append(f"dtype={self.dtype!r} must be one of auto, {', '.join(DTYPES)}")
+        if problems:
+            raise BenchError("eval: " + "; ".join(problems))
 
 
 @dataclass
@@ -62,9 +83,30 @@ def load_plugins() -> None:
 
 
 def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; an unavailable device is a one-line error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise BenchError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {device}: CUDA is not available here (torch {torch.__version__});"
+                             " use --device cpu or --device auto")
+        if index and int(index) >= torch.cuda.device_count():
+            raise BenchError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BenchError(f"--device {device}: MPS is not available here; use --device cpu")
     return device
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """``auto`` → bfloat16 on CUDA, float32 elsewhere (CPU half precision is slow and changes outputs)."""
+    if name == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if name not in DTYPES:
+        raise BenchError(f"--dtype {name!r}: expected auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
 
 
 def resolve_methods(names: list[str]) -> list[str]:
@@ -72,6 +114,8 @@ def resolve_methods(names: list[str]) -> list[str]:
         return METHODS.names()
     for n in names:
         METHODS.get(n)
+    if len(set(names)) != len(names):
+        raise BenchError(f"--methods {','.join(names)}: a method is named twice")
     return list(names)
 
 
@@ -81,7 +125,17 @@ def resolve_benchmarks(names: list[str], entry: Any) -> list[str]:
         return [b for b in defaults if b in BENCHMARKS]
     for n in names:
         BENCHMARKS.get(n)
+    if len(set(names)) != len(names):
+        raise BenchError(f"--benchmarks {','.join(names)}: a benchmark is named twice")
     return list(names)
+
+
+def train_config_fields(cfg: Any) -> list[str]:
+    """Names of the TrainConfig fields of a method config (``train`` for one-stage methods, ``stage1`` and
+    ``stage2`` for POVID, …): settings such as ``--max-steps`` apply to every one of them."""
+    from bench.train.config import TrainConfig
+
+    return [f for f in vars(cfg) if isinstance(getattr(cfg, f), TrainConfig)]
 
 
 def method_config(method_name: str, entry: Any, overrides: dict | None = None) -> Any:
@@ -91,7 +145,7 @@ def method_config(method_name: str, entry: Any, overrides: dict | None = None) -
     profile = getattr(entry, "train_profile", {}) or {}
     for key, value in profile.items():
         if key == "*train":  # applies to every TrainConfig field of the method config
-            for fname in [f for f in vars(cfg) if type(getattr(cfg, f)).__name__ == "TrainConfig"]:
+            for fname in train_config_fields(cfg):
                 cfg = merge(cfg, {fname: value}, where=f"profile[{entry.name}]")
         elif key == method_name:
             cfg = merge(cfg, value, where=f"profile[{entry.name}].{method_name}")
@@ -106,16 +160,6 @@ def data_root_for(entry: Any, override: str | None) -> Path:
     return Path(entry.default_data_root())
 
 
-def checkpoint_fingerprint(model_name: str, adapter: str | Path | None) -> str:
-    parts = [model_name]
-    if adapter:
-        for f in sorted(Path(adapter).rglob("*.safetensors")):
-            if "ref_logps" in f.name:
-                continue
-            parts.append(sha256_file(f))
-    return sha256_text("|".join(parts))[:16]
-
-
 def is_main_process() -> bool:
     """True on the process that writes run records: rank 0 under ``accelerate launch``/torchrun (``RANK``),
     and always when not launched distributed (no ``RANK`` set)."""
@@ -125,9 +169,10 @@ def is_main_process() -> bool:
 
 
 def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_dir: Path, data: str | None,
-                 data_root: Path, seed: int, device: str, resume: bool = False, progress: bool = True) -> dict:
+                 data_root: Path, seed: int, device: str, resume: bool = False, progress: bool = True,
+                 force: bool = False) -> dict:
     from bench.models.llava import make_preprocessor
-    from bench.train.loop import train
+    from bench.train.loop import check_checkpoint_identity, run_identity, train
 
     method, mcfg = method_config(method_name, entry, mcfg_overrides)
     data_build = None
@@ -143,6 +188,10 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     if not data_path.exists():
         raise BenchError(f"{data_path}: training data not found (run `python -m bench data prepare` or pass --data)")
     records = method.load_records(data_path, mcfg)
+    if not records:
+        raise BenchError(f"{data_path}: no training records")
+    # before run.json is (re)written: a folder trained from other data/config is refused, never relabelled
+    check_checkpoint_identity(out_dir, run_identity(method, mcfg, records, seed), force)
     out_dir.mkdir(parents=True, exist_ok=True)
     rec = new_record("train", entry.name, method_name, mcfg, seed, device, checkpoint=str(out_dir / "checkpoint"))
     rec["data_sha256"] = file_hashes([data_path])
@@ -162,7 +211,7 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     summaries = train(method, mcfg, base_loader, records, out_dir, seed, resume=resume, device=device,
-                      progress=progress)
+                      progress=progress, force=force)
     updates = {"wall_s": {"train": round(time.perf_counter() - t0, 3)}, "train": summaries}
     if not main:
         return {**rec, "wall_s": {**rec["wall_s"], **updates["wall_s"]}, "train": summaries}
@@ -172,21 +221,23 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
 def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, benchmarks: list[str], out_dir: Path,
                     data_root: Path, seed: int, device: str, ecfg: EvalConfig, progress: bool = True) -> dict:
     from bench.eval.engine import merge_shards, run_benchmark
+    from bench.fingerprint import model_fingerprint
     from bench.models.loading import load_for_eval
 
     rank, world = distributed_rank()
     if world > 1 and device.startswith("cuda"):
         device = f"cuda:{rank % torch.cuda.device_count()}"
     torch.manual_seed(seed)
-    model, pre, entry = load_for_eval(entry_name, adapter, device=device)
-    fp = checkpoint_fingerprint(entry.name, adapter)
+    dtype = resolve_dtype(ecfg.dtype, device)
+    model, pre, entry = load_for_eval(entry_name, adapter, dtype=dtype, device=device)
+    fp, fp_parts = model_fingerprint(entry, adapter, dtype, device, model)
     run_path = out_dir / "run.json"
     if rank == 0:
         if not run_path.exists():
             atomic_write_json(run_path, new_record("eval", entry.name, method_label, ecfg, seed, device,
                                                    checkpoint=adapter or entry.name))
-        update_record(run_path, {"checkpoint_fingerprint": fp, "eval": to_dict(ecfg), "adapter": adapter,
-                                 "world_size": world})
+        update_record(run_path, {"checkpoint_fingerprint": fp, "fingerprint_parts": fp_parts, "eval": to_dict(ecfg),
+                                 "dtype": fp_parts["dtype"], "adapter": adapter, "world_size": world})
     results = {}
     for name in benchmarks:
         bench = BENCHMARKS.get(name)()
@@ -202,11 +253,12 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
             merge_shards(bench, data_root, pred_path, fp, world, ecfg.limit)
         t_gen = time.perf_counter() - t0
         score = score_predictions(bench, pred_path, data_root, out_dir / "scores" / f"{name}.json", ecfg,
-                                  gen_stats["skipped"], limit=ecfg.limit)
+                                  gen_stats["skipped"])
         results[name] = score
         update_record(run_path, {
             "benchmarks": {name: {**bench.protocol_header(), "predictions": f"predictions/{name}.jsonl",
-                                  "scores": f"scores/{name}.json", "generation": gen_stats}},
+                                  "scores": f"scores/{name}.json", "generation": gen_stats,
+                                  "selection": score.get("selection")}},
             "data_sha256": file_hashes(bench.data_files(data_root), data_root),
             "wall_s": {f"eval/{name}": round(t_gen, 3)},
         })
@@ -245,26 +297,42 @@ def _gather_stats(stats: dict) -> dict:
 
 
 def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: Path, ecfg: EvalConfig,
-                      skipped: dict | None = None, limit: int | None = None) -> dict:
-    """Stored generations → scores/<benchmark>.json (recomputable without a model)."""
-    preds = read_jsonl(pred_path, repair=True) if pred_path.exists() else []
-    preds = [{"id": p["id"], "text": p["text"]} for p in preds]
-    kwargs: dict[str, Any] = {}
-    import inspect
+                      skipped: dict | None = None) -> dict:
+    """Stored generations → scores/<benchmark>.json (recomputable without a model).
 
-    params = inspect.signature(bench.score).parameters
-    if "n_boot" in params:
-        kwargs["n_boot"] = ecfg.n_boot
-    if "limit" in params and limit is not None:
-        kwargs["limit"] = limit
-    if "cache_dir" in params:
-        kwargs["cache_dir"] = score_path.parent.parent / "judge"
-    result = bench.score(preds, data_root, **kwargs)
-    result = {**bench.protocol_header(), **result}
+    ``ecfg.limit`` selects the images scored (:func:`bench.benchmark.select_items`); predictions of other items
+    stay in the file. Duplicate lines: the last one wins (``bench/predictions.py``). The score file records the
+    selection, the image-content digest of the scored items and an ``integrity`` hash of its own content, which
+    the leaderboard checks (a hand-edited or relabelled score file is refused).
+    """
+    from bench.benchmark import select_items
+    from bench.fingerprint import digest_of, file_sha256
+    from bench.predictions import read_predictions
+
+    if not pred_path.exists():
+        raise BenchError(f"{pred_path}: no predictions file to score (generate it with `python -m bench eval`)")
+    by_id, _ = read_predictions(pred_path)
+    items = bench.items(data_root)
+    chosen = select_items(items, ecfg.limit)
+    item_ids = {it.id for it in chosen} if ecfg.limit is not None else None
+    preds = [{"id": i, "text": r["text"]} for i, r in by_id.items()]
+    result = bench.score(preds, data_root, n_boot=ecfg.n_boot, item_ids=item_ids,
+                         cache_dir=score_path.parent.parent / "judge")
+    images = sorted({it.image for it in chosen})
+    hashes = []
+    for img in images:
+        try:
+            hashes.append(file_sha256(img))
+        except OSError:
+            hashes.append(f"missing:{Path(img).name}")
+    result = {**bench.protocol_header(), **result,
+              "selection": {"limit": ecfg.limit, "images": len(images), "items": len(chosen),
+                            "images_sha256": digest_of(hashes)}}
     if skipped:
         sk = result.setdefault("skipped", {"count": 0, "reasons": {}})
         sk.setdefault("reasons", {}).update({k: v for k, v in skipped.items()})
         sk["count"] = len(sk["reasons"])
+    result["integrity"] = score_integrity(result)
     atomic_write_json(score_path, result)
     return result
 
@@ -275,7 +343,31 @@ def write_leaderboard(out: Path) -> dict:
     return write_leaderboards(out)
 
 
-def run(cfg: RunConfig, progress: bool = True, resume: bool = True) -> dict:
+def train_data_problems(method_name: str, entry: Any, data: str | None, data_root: Path) -> list[str]:
+    """Preflight of one method's training data (what :func:`train_method` will read)."""
+    method = METHODS.get(method_name)()
+    if data:
+        return [] if Path(data).is_file() else [f"{data}: training data file not found (--data)"]
+    if getattr(entry, "pipeline_source", None) and method.data_pipeline:
+        return []  # built from the model's own generations on the data root (checked by the data root)
+    path = method.default_data(data_root)
+    return [] if path.exists() else [f"{path}: training data for {method_name} not found (run `python -m bench data"
+                                     f" prepare`, `python -m bench data fetch {method_name}-data`, or pass --data)"]
+
+
+def check_method_overrides(overrides: dict[str, Any], methods: list[str], entry: Any) -> None:
+    """``method.<name>.*`` overrides must name a method that runs, with keys and values its config accepts —
+    checked before any work starts."""
+    for name, values in overrides.items():
+        METHODS.get(name)  # unknown name → error with did-you-mean
+        if name not in methods:
+            raise BenchError(f"method.{name}.*: overrides given for {name}, which is not run"
+                             f" (--methods {','.join(methods)})")
+        method_config(name, entry, values)
+
+
+def run(cfg: RunConfig, progress: bool = True, resume: bool = True, force: bool = False) -> dict:
+    from bench import preflight
     from bench.models.loading import model_entry
 
     load_plugins()
@@ -283,19 +375,24 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = True) -> dict:
     device = resolve_device(cfg.device)
     methods = resolve_methods(cfg.methods)
     benchmarks = resolve_benchmarks(cfg.benchmarks, entry)
+    check_method_overrides(cfg.method, methods, entry)
     data_root = data_root_for(entry, cfg.data_root)
     out = Path(cfg.out)
+    preflight.check([*preflight.output_problems(out), *preflight.model_problems(entry),
+                     *preflight.benchmark_problems(benchmarks, data_root),
+                     *[p for m in methods for p in train_data_problems(m, entry, None, data_root)]], "bench run")
     model_dir = out / entry.name
     t0 = time.perf_counter()
-    summary: dict[str, Any] = {"config_hash": config_hash(cfg), "methods": {}}
-    eval_checkpoint(cfg.model, None, "base", benchmarks, model_dir / "base", data_root, cfg.seed, device, cfg.eval,
-                    progress)
+    summary: dict[str, Any] = {"config_hash": config_hash(cfg), "methods": {}, "model_dir": str(model_dir),
+                               "scores": {}}
+    summary["scores"]["base"] = eval_checkpoint(cfg.model, None, "base", benchmarks, model_dir / "base", data_root,
+                                                cfg.seed, device, cfg.eval, progress)
     for name in methods:
         mdir = model_dir / name
         train_method(name, entry, cfg.method.get(name), mdir, None, data_root, cfg.seed, device, resume=resume,
-                     progress=progress)
-        eval_checkpoint(cfg.model, str(mdir / "checkpoint"), name, benchmarks, mdir, data_root, cfg.seed, device,
-                        cfg.eval, progress)
+                     progress=progress, force=force)
+        summary["scores"][name] = eval_checkpoint(cfg.model, str(mdir / "checkpoint"), name, benchmarks, mdir,
+                                                  data_root, cfg.seed, device, cfg.eval, progress)
         summary["methods"][name] = str(mdir)
     if not is_main_process():  # under `accelerate launch` only rank 0 writes records and tables
         summary["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import config_hash, to_dict
-from bench.io import atomic_write_json, read_json, sha256_file
+import json
+
+from bench.io import atomic_write_json, read_json, sha256_file, sha256_text
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "bench")
 
@@ -79,3 +81,11 @@ def update_record(path: Path, updates: dict) -> dict:
             rec[key] = value
     atomic_write_json(path, rec)
     return rec
+
+
+def score_integrity(score: dict) -> str:
+    """sha256 of a score file's content without its ``integrity`` field (canonical JSON of the JSON round trip,
+    so the value written equals the value recomputed from the file). The leaderboard refuses a score file whose
+    content no longer matches it (hand-edited values, a protocol relabelled)."""
+    body = json.loads(json.dumps({k: v for k, v in score.items() if k != "integrity"}, default=str))
+    return sha256_text(json.dumps(body, sort_keys=True, ensure_ascii=False))[:32]

@@ -287,6 +287,16 @@ class ChairProtocol(Benchmark):
                              " GT-object file via the protocol's gt_file)")
         return inst, caps
 
+    def missing_resources(self, data_root: Path) -> list[str]:
+        """The data files, and the NLTK packages the caption flavour needs (shipped with the package;
+        ``BENCH_NLTK_DATA`` / ``NLTK_DATA`` win when set)."""
+        out = super().missing_resources(data_root)
+        try:
+            ensure_nltk(flavour_name(self.params["caption_flavour"]), (Path(data_root) / "nltk_data",))
+        except BenchError as exc:
+            out.append(str(exc))
+        return out
+
     def data_files(self, data_root: Path) -> list[Path]:
         files = []
         set_file = self.image_set_file(data_root)
@@ -337,8 +347,9 @@ class ChairProtocol(Benchmark):
         return units, statistic
 
     # ------------------------------------------------------------------ scoring
-    def score(self, predictions: list[dict], data_root: Path, n_boot: int = 1000, limit: int | None = None,
-              gt_cache_dir: Path | None = None, gt_file: Path | None = None) -> dict:
+    def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
+              item_ids: set[str] | None = None, gt_cache_dir: Path | None = None, gt_file: Path | None = None,
+              **_: Any) -> dict:
         """Stored captions (``{"id", "text"}``) → CHAIR metrics, bootstrap CIs over images, per-caption details.
 
         ``gt_cache_dir`` overrides where COCO-built GT is cached; ``gt_file`` uses a GT-object file instead.
@@ -348,8 +359,8 @@ class ChairProtocol(Benchmark):
         ensure_nltk(cap_flavour)
         rows, origin = self.image_rows(data_root)
         items = [self._item(data_root, r) for r in rows]
-        if limit is not None:
-            items = items[:limit]
+        if item_ids is not None:
+            items = [it for it in items if it.id in item_ids]
         texts = {str(p["id"]): p["text"] for p in predictions}
         gt, provenance = self.ground_truth(data_root, gt_cache_dir, gt_file)
         missing = {it.id: "no prediction" for it in items if it.id not in texts}

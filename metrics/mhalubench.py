@@ -338,21 +338,14 @@ class MHaluBenchProtocol(Benchmark):
             return [None] * n, [rid]
         return parse_detector_output(texts[rid], n), []
 
-    def score(self, predictions: list[dict], data_root: Path, n_boot: int = 1000, limit: int | None = None,
-              seed: int = 0) -> dict:
+    def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
+              item_ids: set[str] | None = None, seed: int = 0, **_: Any) -> dict:
         policy = self.params["policy"]
         texts = {p["id"]: p["text"] for p in predictions}
         records = self.records(data_root)
-        if limit is not None:  # first `limit` items, in item order
-            kept, count = [], 0
-            per = (lambda r: len(r["claims"])) if self.params["unit"] == "claim" else (lambda r: 1)
-            for rec in records:
-                if count >= limit:
-                    break
-                take = min(per(rec), limit - count)
-                kept.append(rec if take == per(rec) else {**rec, "claims": rec["claims"][:take]})
-                count += take
-            records = kept
+        if item_ids is not None:  # a selection is by image, so a record's items are all in or all out
+            records = [rec for rec in records if str(rec["id"]) in item_ids
+                       or any(f"{rec['id']}/{j}" in item_ids for j in range(len(rec["claims"])))]
         groups = ["overall", *[f"task_type={t}" for t in sorted({r["task_type"] for r in records})]]
         counts = np.zeros((len(records), len(groups), 2, 2, 3), dtype=np.int64)  # record, group, level, M
         missing: list[str] = []

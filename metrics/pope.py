@@ -421,13 +421,13 @@ class PopeProtocol(Benchmark):
             arr[split_index[split], CELL_OF.get((it["label"], it["parsed"]), 4)] += 1
         return units, lambda summed: self.aggregate(summed)[0]
 
-    def score(self, predictions: list[dict], data_root: Path, n_boot: int = 1000, limit: int | None = None,
-              seed: int = 0) -> dict:
+    def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
+              item_ids: set[str] | None = None, seed: int = 0, **_: Any) -> dict:
         parse = PARSERS[self.params["parser"]]
         files = self.check_question_files(data_root)
         questions = self._questions(data_root)
-        if limit is not None:
-            questions = questions[:limit]
+        if item_ids is not None:
+            questions = [(split, q) for split, q in questions if f"{split}/{q['question_id']}" in item_ids]
         texts: dict[str, str] = {}
         duplicates: list[str] = []
         for p in predictions:
@@ -439,10 +439,10 @@ class PopeProtocol(Benchmark):
         cell_of = CELL_OF
         missing, empty, per_item = [], [], []
         rows_img, rows_split, rows_cell = [], [], []
-        item_ids = set()
+        scored_ids = set()
         for split, q in questions:
             iid = f"{split}/{q['question_id']}"
-            item_ids.add(iid)
+            scored_ids.add(iid)
             text = texts.get(iid)
             if text is None:
                 missing.append(iid)
@@ -463,7 +463,7 @@ class PopeProtocol(Benchmark):
             return self.aggregate(counts[np.fromiter(units, dtype=np.int64, count=len(units))].sum(axis=0))[0]
 
         ci = bootstrap_ci(list(range(len(image_index))), stat, n_boot=n_boot, seed=seed)
-        unknown = sorted(set(texts) - item_ids) if limit is None else []
+        unknown = sorted(set(texts) - scored_ids) if item_ids is None else []
         total = counts.sum(axis=(0, 1))
         reasons = {i: "no prediction (not scored)" for i in missing}
         reasons.update({i: "empty generation (kept and scored as generated)" for i in empty})

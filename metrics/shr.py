@@ -87,7 +87,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
-from bench.errors import DataError
+from bench.errors import BenchError, DataError
 from bench.io import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
 from bench.registry import BENCHMARKS
 from bench.stats import bootstrap_ci
@@ -506,7 +506,7 @@ class ShrProtocol(Benchmark):
                          {"image_id": rec["image_id"]})
                 for iid, rec in self._images(data_root).items()]
 
-    def inputs(self, predictions: list[dict], data_root: Path, limit: int | None = None
+    def inputs(self, predictions: list[dict], data_root: Path, item_ids: set[str] | None = None
                ) -> tuple[list[ShrInput], dict[str, str], list[str]]:
         """(judge inputs in image-list order, skipped id → reason, ids without VG regions)."""
         folder = self.folder(data_root)
@@ -514,7 +514,7 @@ class ShrProtocol(Benchmark):
         regions = _read_rows(folder / "regions.jsonl", ("image_id", "regions"))
         facts = _read_rows(folder / "facts.jsonl", ("image_id", "facts")) if (folder / "facts.jsonl").exists() else {}
         texts = {str(p["id"]): p["text"] for p in predictions}
-        ids = list(images)[:limit] if limit else list(images)
+        ids = [i for i in images if item_ids is None or i in item_ids]
         out, skipped, no_regions = [], {}, []
         cap = self.params.get("max_prompt_chars")
         for iid in ids:
@@ -535,6 +535,13 @@ class ShrProtocol(Benchmark):
                 skipped[iid] = f"judge prompt is {len(inp.prompt)} > {cap} characters (not judged, as HA-DPO)"
             out.append(inp)
         return out, skipped, no_regions
+
+    def missing_resources(self, data_root: Path) -> list[str]:
+        try:
+            judge_missing = self.make_judge(None).missing_resources()
+        except BenchError as exc:  # a judge that cannot even be configured (bad URL, unknown setting)
+            judge_missing = [str(exc)]
+        return [*super().missing_resources(data_root), *judge_missing]
 
     # -------------------------------------------------------------- judge
     def make_judge(self, cache_dir: Path | None = None):
@@ -571,14 +578,14 @@ class ShrProtocol(Benchmark):
 
     # -------------------------------------------------------------- score
     def score(self, predictions: list[dict], data_root: Path, judge_replies: Iterable[dict] | str | Path | None = None,
-              cache_dir: Path | None = None, n_boot: int = 1000, limit: int | None = None, judge: Any = None,
-              **_: Any) -> dict:
+              cache_dir: Path | None = None, n_boot: int = 1000, item_ids: set[str] | None = None,
+              judge: Any = None, **_: Any) -> dict:
         """Stored generations (+ stored judge replies, or a judge run through the cache) → score dict.
 
         ``judge_replies`` (records or a ``judge/<protocol>.jsonl`` path): pure recomputation, no judge call;
         images without a stored reply are skipped with a reason. Otherwise the judge runs (replies
         appended to ``cache_dir/<protocol>.jsonl`` when ``cache_dir`` is given)."""
-        inputs, skipped, no_regions = self.inputs(predictions, data_root, limit)
+        inputs, skipped, no_regions = self.inputs(predictions, data_root, item_ids)
         if judge_replies is not None:
             if isinstance(judge_replies, (str, Path)):
                 judge_replies = [r for _, r in iter_jsonl(judge_replies, repair=True)]

@@ -11,7 +11,7 @@ def test_run_dpo_on_tiny_llava_writes_every_artifact(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))
     out = tmp_path / "runs"
     cfg = merge(RunConfig(methods=["dpo"], benchmarks=["pope"], out=str(out)),
-                parse_overrides(["eval.limit=30", "eval.n_boot=50", "method.dpo.train.max_steps=3"]))
+                parse_overrides(["eval.limit=3", "eval.n_boot=50", "method.dpo.train.max_steps=3"]))
     summary = run(cfg, progress=False)
     for label in ("base", "dpo"):
         d = out / "tiny-llava" / label
@@ -20,14 +20,18 @@ def test_run_dpo_on_tiny_llava_writes_every_artifact(tmp_path, monkeypatch):
         assert rec["benchmarks"]["pope"]["protocol"] == "pope"
         assert rec["data_sha256"] and rec["run"]["config_hash"] == summary["config_hash"]
         lines = [json.loads(x) for x in (d / "predictions" / "pope.jsonl").read_text().splitlines()]
-        assert len(lines) == 30 and all({"id", "text"} <= set(x) for x in lines)
+        # --limit 3 = the first 3 images with every question about them, in all three splits
+        assert len({x["id"].split("/")[0] for x in lines}) == 3 and all({"id", "text"} <= set(x) for x in lines)
         score = json.loads((d / "scores" / "pope.json").read_text())
+        assert score["selection"]["limit"] == 3 and score["selection"]["images"] == 3
+        assert score["n"] == len(lines) == score["selection"]["items"]
         assert score["protocol"] == "pope" and "random/accuracy" in score["metrics"] and score["ci"]
     train_rec = json.loads((out / "tiny-llava" / "dpo" / "run.json").read_text())
     assert train_rec["train"]["dpo"]["steps"] == 3
     assert (out / "tiny-llava" / "dpo" / "checkpoint" / "stages.json").exists()
     md = (out / "leaderboard.md").read_text()
-    assert "| tiny-llava | base |" in md and "| tiny-llava | dpo |" in md and "pope v3" in md
+    assert "| tiny-llava | base |" in md and "| tiny-llava | dpo |" in md and "pope@limit3 v3" in md
+    assert "[limit 3 img]" in md  # a limited run is marked and gets its own columns
     for ext in ("csv", "tex", "json", "html"):
         assert (out / f"leaderboard.{ext}").exists()
 
@@ -45,12 +49,13 @@ def test_rerun_reuses_cached_predictions(tmp_path, monkeypatch):
     pre = make_preprocessor(proc, model.config)
     bench = BENCHMARKS.get("pope")()
     pred = tmp_path / "pope.jsonl"
-    first = run_benchmark(model, pre, bench, entry.default_data_root(), pred, "ckpt-A", limit=12, progress=False)
-    assert first["generated"] == 12
+    first = run_benchmark(model, pre, bench, entry.default_data_root(), pred, "ckpt-A", limit=2, progress=False)
+    n = first["items"]
+    assert first["generated"] == n > 2  # 2 images, all their questions
     text = pred.read_text()
     with pred.open("a") as fh:  # a killed writer left a torn line
         fh.write('{"id": "random/99", "te')
-    again = run_benchmark(model, pre, bench, entry.default_data_root(), pred, "ckpt-A", limit=12, progress=False)
-    assert again["cached"] == 12 and again["generated"] == 0 and pred.read_text() == text
-    other = run_benchmark(model, pre, bench, entry.default_data_root(), pred, "ckpt-B", limit=12, progress=False)
-    assert other["cached"] == 0 and other["generated"] == 12  # a changed checkpoint never reuses predictions
+    again = run_benchmark(model, pre, bench, entry.default_data_root(), pred, "ckpt-A", limit=2, progress=False)
+    assert again["cached"] == n and again["generated"] == 0 and pred.read_text() == text
+    other = run_benchmark(model, pre, bench, entry.default_data_root(), pred, "ckpt-B", limit=2, progress=False)
+    assert other["cached"] == 0 and other["generated"] == n  # a changed checkpoint never reuses predictions

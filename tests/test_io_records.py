@@ -69,6 +69,7 @@ def _stub_train_method(monkeypatch, tmp_path):
     method = SimpleNamespace(default_data=lambda root: data, load_records=lambda path, cfg: [1, 2, 3])
     monkeypatch.setattr(pipeline, "method_config", lambda name, entry, overrides=None: (method, Cfg()))
     monkeypatch.setattr(loop, "train", lambda *a, **k: {"stage": {"steps": 2}})
+    monkeypatch.setattr(loop, "run_identity", lambda *a, **k: {})
     entry = SimpleNamespace(name="tiny-llava")
     out = tmp_path / "out"
     return lambda: pipeline.train_method("dpo", entry, None, out, None, tmp_path, 0, "cpu", progress=False), out

@@ -79,8 +79,9 @@ def model_generate(model_name: str, adapter: str | None, device: str, max_new_to
 
     from bench.benchmark import EvalItem, GenerationSettings
     from bench.eval.engine import generate_batch
+    from bench.fingerprint import model_fingerprint
     from bench.models.loading import load_for_eval
-    from bench.pipeline import checkpoint_fingerprint, load_plugins, resolve_device
+    from bench.pipeline import load_plugins, resolve_device
 
     load_plugins()
     device = resolve_device(device)
@@ -97,7 +98,7 @@ def model_generate(model_name: str, adapter: str | None, device: str, max_new_to
             out.extend(generate_batch(model, pre, items, gen, device))
         return out
 
-    gid = (f"{entry.name}:{checkpoint_fingerprint(entry.name, adapter)[:16]}:tok{max_new_tokens}:"
+    gid = (f"{entry.name}:{model_fingerprint(entry, adapter, torch_dtype, device, model)[0]}:tok{max_new_tokens}:"
            f"{'sample-t' + str(temperature) if sample else 'greedy'}:{dtype}")
     return generate, gid, entry
 

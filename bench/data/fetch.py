@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bench.errors import BenchError, OfflineError
-from bench.io import atomic_write_json, read_json, sha256_file, write_jsonl
+from bench.errors import BenchError, DataError, OfflineError
+from bench.io import atomic_write_json, confined_path, read_json, sha256_file, write_jsonl
 
 USER_AGENT = "bench-data-fetch/1 (+python urllib)"
 CHUNK = 1 << 16
@@ -451,8 +451,11 @@ def extract_archive_flat(archive: str, target_dir: str, suffixes: tuple[str, ...
 
         def put(name: str, fh) -> None:
             nonlocal n
-            base = Path(name).name
+            base = Path(name.replace("\\", "/")).name
             if not base or not base.lower().endswith(suffixes) or base.startswith("."):
+                return
+            if len(base.encode("utf-8")) > 240:  # the file system limit is 255 bytes, ".part" included
+                ctx.log(f"skipped archive member {base[:40]!r}…: file name of {len(base.encode())} bytes is too long")
                 return
             dest = out / base
             part = dest.with_name(base + ".part")
@@ -680,6 +683,9 @@ def shr_convert(ctx: FetchContext) -> None:
                 if line.strip():
                     for k, v in json.loads(line).items():
                         facts.setdefault(str(k), []).extend(v)
+    bad = [i for i in ids if Path(f"{i}.jpg").name != f"{i}.jpg" or i in ("", ".", "..")]
+    if bad:
+        raise DataError(val, f"image ids that are not plain file names: {bad[:3]}")
     images = [{"image_id": int(i) if i.isdigit() else i, "image": f"vg/images/{i}.jpg",
                "width": meta.get(i, {}).get("width"), "height": meta.get(i, {}).get("height")} for i in ids]
     write_jsonl(ctx.root / "shr" / "images.jsonl", images)
@@ -849,8 +855,15 @@ def opa_convert(ctx: FetchContext) -> None:
         raw = base64.b64decode(data) if isinstance(data, str) else bytes(data)
         fmt = (Image.open(io.BytesIO(raw)).format or "PNG").lower()
         ext = {"jpeg": ".jpg"}.get(fmt, "." + fmt)
-        rel = f"images/{row.get('image_id', k)}{ext}"
-        dest = ctx.root / "opa-dpo" / rel
+        name = f"{row.get('image_id', k)}{ext}"
+        try:  # image_id comes from the input file: it may not name a path outside opa-dpo/images/
+            if Path(name).name != name:
+                raise BenchError("not a plain file name")
+            dest = confined_path(ctx.root / "opa-dpo" / "images", name, "image_id")
+        except BenchError as exc:
+            raise DataError(src, f"record {k}: image_id {row.get('image_id')!r} cannot name an image file ({exc})",
+                            field="image_id") from None
+        rel = f"images/{name}"
         part = dest.with_name(dest.name + ".part")
         part.write_bytes(raw)
         os.replace(part, dest)
@@ -1023,19 +1036,47 @@ def fetch(name: str, root: str | Path, *, options: dict | None = None, progress:
     if src.manual and not (options or {}).get("from"):
         print(src.manual, file=sys.stderr)
         raise OfflineError(f"{name}: not downloadable automatically (see above); nothing was fetched")
-    for f in src.files:
-        if isinstance(f, UrlFile):
-            fetch_url_file(ctx, f)
-        elif isinstance(f, HubFile):
-            fetch_hub_file(ctx, f)
-        else:
-            fetch_hub_folder(ctx, f)
+    try:
+        for f in src.files:
+            if isinstance(f, UrlFile):
+                fetch_url_file(ctx, f)
+            elif isinstance(f, HubFile):
+                fetch_hub_file(ctx, f)
+            else:
+                fetch_hub_folder(ctx, f)
+    finally:
+        tidy_staging(root)
     ctx.manifest.save()
     if not ctx.missing and not deps_missing:
         for step in src.post:
             step(ctx)
     ctx.manifest.source(name, {"pinned": src.pinned, "complete": not ctx.missing})
     return ctx
+
+
+def tidy_staging(root: Path) -> None:
+    """Remove what a failed or finished hub download leaves in ``root/.staging``: lock files and empty folders
+    (partial downloads — ``*.incomplete`` — are kept so a rerun resumes them)."""
+    staging = Path(root) / ".staging"
+    if not staging.is_dir():
+        return
+    for lock in staging.rglob("*.lock"):
+        lock.unlink(missing_ok=True)
+    for hf in staging.glob("*/.cache/huggingface"):  # huggingface_hub's scaffolding, when nothing is in progress
+        if not any(hf.rglob("*.incomplete")):
+            for f in ("CACHEDIR.TAG", ".gitignore"):
+                (hf / f).unlink(missing_ok=True)
+            for meta in hf.rglob("*.metadata"):
+                meta.unlink(missing_ok=True)
+    for folder in sorted((p for p in staging.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            pass
+    try:
+        staging.rmdir()
+    except OSError:
+        pass
 
 
 def main_fetch(args) -> int:

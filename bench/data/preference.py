@@ -39,6 +39,8 @@ class PreferenceRecord:
                 raise DataError(path, "missing required field", line=line, field=key)
             if key != "id" and not isinstance(obj[key], str):
                 raise DataError(path, f"expected a string, got {type(obj[key]).__name__}", line=line, field=key)
+        if obj.get("extra") is not None and not isinstance(obj["extra"], dict):
+            raise DataError(path, f"expected an object, got {type(obj['extra']).__name__}", line=line, field="extra")
         rec = cls(
             id=str(obj["id"]), image=obj["image"], question=obj["question"], chosen=obj["chosen"],
             rejected=obj["rejected"], chosen_score=obj.get("chosen_score"), rejected_score=obj.get("rejected_score"),

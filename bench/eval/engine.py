@@ -1,11 +1,13 @@
 """Generation engine: benchmark items → ``predictions/<benchmark>.jsonl`` (cached, resumable).
 
 Each predictions line is ``{"id", "text", "key"}`` where ``key`` = sha256 of (checkpoint
-fingerprint, protocol fingerprint, item id, generation settings). On start the file is cut back
-to its last complete line (a killed writer), lines whose key does not match the current
-checkpoint/protocol are dropped (never reused), and only the missing items are generated; new
-lines are appended and fsynced per batch, so a kill at any moment loses at most the batch in
-flight and never duplicates or corrupts lines.
+fingerprint — weights by content, adapters, dtype, device class, backend: ``bench/fingerprint.py`` —,
+protocol fingerprint, item id, the sha256 of the item's image bytes, generation settings). On start the
+file is cut back to its last complete line (a killed writer); lines whose key does not match are never
+reused and are moved to ``<file>.stale``; only the missing items of the current selection are
+generated; new lines are appended and fsynced per batch, so a kill at any moment loses at most the
+batch in flight. The file only grows: items outside the current ``limit`` keep their predictions
+(format and duplicate rule: ``bench/predictions.py``).
 
 Decoding: the vicuna_v1 prompt with pad-to-square images (bench.models.llava), greedy or beam
 search as the protocol says. Two paths:
@@ -31,31 +33,38 @@ from typing import Any
 
 import torch
 
-from bench.benchmark import Benchmark, EvalItem, GenerationSettings
+from bench.benchmark import Benchmark, EvalItem, GenerationSettings, select_items
 from bench.errors import BenchError, DataError
-from bench.io import atomic_write_text, iter_jsonl, sha256_text, truncate_torn_tail, append_jsonl
+from bench.fingerprint import file_sha256
+from bench.io import append_jsonl, atomic_write_text, iter_jsonl, sha256_text, truncate_torn_tail
 from bench.models.llava import LlavaPreprocessor, load_image
+from bench.predictions import read_predictions
 
 
-def prediction_key(checkpoint_fp: str, protocol_fp: str, item_id: str, gen: GenerationSettings) -> str:
-    payload = json.dumps([checkpoint_fp, protocol_fp, item_id, dataclasses.asdict(gen)], sort_keys=True)
+def image_sha256(path: str) -> str:
+    """Content hash of an item's image ("missing" when absent: such items are skipped, never cached)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return "missing"
+
+
+def prediction_key(checkpoint_fp: str, protocol_fp: str, item_id: str, gen: GenerationSettings,
+                   image_sha: str = "") -> str:
+    payload = json.dumps([checkpoint_fp, protocol_fp, item_id, dataclasses.asdict(gen), image_sha], sort_keys=True)
     return sha256_text(payload)[:20]
 
 
 def load_cached(path: Path, valid_keys: dict[str, str]) -> dict[str, dict]:
-    """Valid cached predictions by item id; rewrites the file without stale/torn lines."""
+    """Valid cached predictions by item id (the last valid line of an id wins). Lines that are not valid
+    for ``valid_keys`` (another checkpoint, protocol, image or setting; ids of no item) are moved to
+    ``<path>.stale``, never reused and never lost."""
     if not path.exists():
         return {}
     truncate_torn_tail(path)
-    kept: dict[str, dict] = {}
-    dropped = 0
-    for _, rec in iter_jsonl(path, repair=True):
-        iid = rec.get("id")
-        if iid in valid_keys and rec.get("key") == valid_keys[iid] and iid not in kept:
-            kept[iid] = rec
-        else:
-            dropped += 1
-    if dropped:
+    kept, rejected = read_predictions(path, valid_keys)
+    if rejected:
+        append_jsonl(path.with_name(path.name + ".stale"), rejected)
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept.values()))
     return kept
 
@@ -89,6 +98,21 @@ def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: Ge
     return [_postprocess(t, gen) for t in texts]
 
 
+def _cache_kwarg(model) -> str:
+    """The KV-cache argument of ``model.forward``: ``cache`` (transformers >= 5.x, which deprecates
+    ``past_key_values``) or ``past_key_values`` (older releases)."""
+    import inspect
+
+    fn = getattr(model, "forward", model)
+    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    """The KV cache of a forward's output, under either attribute name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     n = min(len(s) for s in seqs) - 1  # leave at least one token for the continuation
     k = 0
@@ -109,12 +133,13 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
     out: list[list[int]] = [[] for _ in range(batch)]
     kwargs = {"pixel_values": pixel_values} if pixel_values is not None else {}
+    cache_kw = _cache_kwarg(model)
     ids, pos, mask = input_ids, position_ids, attention_mask
     for _ in range(max_new_tokens):
-        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True,
-                    logits_to_keep=1, **kwargs)
+        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                    **{cache_kw: past}, **kwargs)
         kwargs = {}
-        past = res.past_key_values
+        past = _cache_of(res)
         nxt = res.logits[:, -1].argmax(-1)
         for i in range(batch):
             if not done[i]:
@@ -148,7 +173,7 @@ def generate_with_prefix(model, pre: LlavaPreprocessor, items: list[EvalItem], g
     image = load_image(items[0].image, item=items[0].id)
     pixels = pre.pixel_values([image]).to(device=device, dtype=next(model.parameters()).dtype)
     out = model(input_ids=torch.tensor([prompts[0][:k]], device=device), pixel_values=pixels, use_cache=True)
-    cache = out.past_key_values
+    cache = _cache_of(out)
     t1 = time.perf_counter()
     n = len(prompts)
     suffixes = [p[k:] for p in prompts]
@@ -206,7 +231,9 @@ def shard_path(pred_path: Path, rank: int) -> Path:
 
 
 def _keys_of(items: list[EvalItem], checkpoint_fp: str, bench: Benchmark) -> dict[str, str]:
-    return {it.id: prediction_key(checkpoint_fp, bench.fingerprint(), it.id, bench.generation) for it in items}
+    protocol_fp = bench.fingerprint()
+    return {it.id: prediction_key(checkpoint_fp, protocol_fp, it.id, bench.generation, image_sha256(it.image))
+            for it in items}
 
 
 def canonicalise(pred_path: Path, order: list[str], keys: dict[str, str], extra: list[Path] = ()) -> None:
@@ -224,9 +251,7 @@ def canonicalise(pred_path: Path, order: list[str], keys: dict[str, str], extra:
 def merge_shards(bench: Benchmark, data_root: Path, pred_path: Path, checkpoint_fp: str, world: int,
                  limit: int | None = None) -> None:
     """Rank 0 after a barrier: merge ``<pred>.rank*`` into the canonical predictions file."""
-    items = bench.items(data_root)
-    if limit is not None:
-        items = items[:limit]
+    items = bench.items(data_root)  # every item: predictions outside the limit are kept
     canonicalise(pred_path, [it.id for it in items], _keys_of(items, checkpoint_fp, bench),
                  [shard_path(pred_path, r) for r in range(world)])
 
@@ -236,7 +261,7 @@ def verify_against_bs1(model, pre: LlavaPreprocessor, bench: Benchmark, data_roo
     """Re-decode ``n`` random stored items at batch 1 without caching; share of identical outputs."""
     import random
 
-    stored = {r["id"]: r["text"] for _, r in iter_jsonl(pred_path, repair=True)}
+    stored = {i: r["text"] for i, r in read_predictions(pred_path)[0].items()}
     items = [it for it in bench.items(data_root) if it.id in stored]
     sample = random.Random(seed).sample(items, min(n, len(items)))
     same = 0
@@ -261,20 +286,21 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     ``<pred_path>.rank<r>``; :func:`merge_shards` then writes the canonical file. The canonical
     predictions file is always in the protocol's item order, so 1 and N processes give the same file.
     """
-    all_items = bench.items(data_root)
-    if limit is not None:
-        all_items = all_items[:limit]
+    every = bench.items(data_root)
+    all_keys = _keys_of(every, checkpoint_fp, bench)
+    all_items = select_items(every, limit)
     items = shard_items(all_items, rank, world)
     out_path = pred_path if world == 1 else shard_path(pred_path, rank)
     gen = bench.generation
-    keys = {it.id: prediction_key(checkpoint_fp, bench.fingerprint(), it.id, gen) for it in items}
+    keys = {it.id: all_keys[it.id] for it in items}
     if world > 1 and pred_path.exists():  # reuse canonical predictions from an earlier run
-        canon = load_cached(pred_path, _keys_of(all_items, checkpoint_fp, bench))
+        canon = load_cached(pred_path, all_keys)
         fresh = [r for i, r in canon.items() if i in keys]
         if fresh and not out_path.exists():
             append_jsonl(out_path, fresh)
+    cached_all = load_cached(out_path, all_keys if world == 1 else keys)
     pred_path = out_path
-    cached = load_cached(pred_path, keys)
+    cached = {i: r for i, r in cached_all.items() if i in keys}
     todo = [it for it in items if it.id not in cached]
     skipped: dict[str, str] = {}
     timings: dict[str, float] = {}
@@ -321,7 +347,7 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     if bar is not None:
         bar.close()
     if world == 1:
-        canonicalise(pred_path, [it.id for it in items], keys)
+        canonicalise(pred_path, [it.id for it in every], all_keys)
     return {"items": len(items), "cached": len(cached), "generated": len(todo) - len(skipped),
             "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3),
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}

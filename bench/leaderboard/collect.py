@@ -12,6 +12,10 @@ read: a leaderboard is a pure function of the records, so it can be regenerated 
   record has is not a column. Protocol order: family (pope, chair, shr, mhalubench, others A–Z), then
   protocol name.
 * Cells = the score file's metric value (full precision) and its 95% CI ``[lo, hi]`` where present.
+* A score made with ``--limit N`` (its ``selection.limit``) belongs to the column protocol ``<name>@limitN``,
+  labelled ``[limit N img]``: limited and full runs never share a column.
+* A score file with an ``integrity`` hash that does not match its content (edited by hand, relabelled to
+  another protocol) is a :class:`DataError`.
 * Protocol identity = (name, version, fingerprint). A column holds one identity: a second identity
   of the same protocol name anywhere in OUT is refused with a :class:`BenchError` naming the rows
   and the identities, never mixed. A score file disagreeing with its own ``run.json`` entry is a
@@ -33,6 +37,7 @@ from typing import Any
 
 from bench.errors import BenchError, DataError
 from bench.io import read_json
+from bench.records import score_integrity
 
 FAMILY_ORDER = ("pope", "chair", "shr", "mhalubench")
 
@@ -167,6 +172,10 @@ def _read_score(path: Path) -> dict:
                             field=key)
     if not isinstance(score.get("metrics"), dict):
         raise DataError(path, "missing or non-object 'metrics'", field="metrics")
+    if "integrity" in score and score["integrity"] != score_integrity(score):
+        raise DataError(path, "content does not match its integrity hash (edited after scoring?); recompute it"
+                              " with `python -m bench score RUN_DIR --benchmarks NAME --data-root ROOT`",
+                        field="integrity")
     return score
 
 
@@ -178,6 +187,21 @@ def _ci(score: dict, metric: str, path: Path) -> tuple[float, float] | None:
         raise DataError(path, f"CI must be [lo, hi], got {ci!r}", field=f"ci.{metric}")
     lo, hi = (_number(v, path, f"ci.{metric}") for v in ci)
     return (lo, hi)
+
+
+LIMIT_MARK = "@limit"
+
+
+def column_protocol(score: dict) -> str:
+    """The column identity's protocol name: ``pope``, or ``pope@limit20`` for a run scored on the first 20 images
+    (``--limit``), so limited and full runs never share a column."""
+    limit = (score.get("selection") or {}).get("limit") if isinstance(score.get("selection"), dict) else None
+    return f"{score['protocol']}{LIMIT_MARK}{limit}" if limit else str(score["protocol"])
+
+
+def base_protocol(name: str) -> str:
+    """``pope@limit20`` → ``pope`` (the registered protocol)."""
+    return name.split(LIMIT_MARK, 1)[0]
 
 
 def _family_key(benchmark: str) -> tuple[int, str]:
@@ -212,12 +236,13 @@ def collect(out: str | Path) -> Table:
         declared = rec.get("benchmarks") if isinstance(rec.get("benchmarks"), dict) else {}
         for score_path in sorted((run_path.parent / "scores").glob("*.json")):
             score = _read_score(score_path)
-            name = str(score["protocol"])
+            protocol = str(score["protocol"])
+            name = column_protocol(score)  # a limited run is its own column, never mixed with full runs
             ident = (name, str(score["version"]), str(score["fingerprint"]))
-            entry = declared.get(name)
+            entry = declared.get(protocol)
             if isinstance(entry, dict) and entry.get("fingerprint") not in (None, ident[2]):
                 raise DataError(score_path, f"fingerprint {ident[2]} disagrees with {run_path} which records"
-                                            f" {entry.get('fingerprint')} for protocol {name!r}; re-score")
+                                            f" {entry.get('fingerprint')} for protocol {protocol!r}; re-score")
             seen.setdefault(name, {}).setdefault(ident, []).append(row.label)
             scores[(row.record, name)] = score
             families.setdefault(name, str(score.get("benchmark") or name))
@@ -248,7 +273,7 @@ def collect(out: str | Path) -> Table:
     columns: list[Column] = []
     for name in sorted(seen, key=lambda n: (_family_key(families[n]), n)):
         (_, version, fingerprint), = seen[name].keys()
-        cls = _registered(name)
+        cls = _registered(base_protocol(name))
         reg_fp = cls.fingerprint() if cls is not None else None
         rounding = (getattr(cls, "params", None) or {}).get("report_rounding") if cls is not None else None
         proto = Protocol(name, families[name], version, fingerprint, cls is not None, reg_fp, rounding)
@@ -265,8 +290,11 @@ def collect(out: str | Path) -> Table:
             chosen = [(m, str(lab), hib) for m, (lab, hib) in headline.items() if m in metrics_seen[name]]
         else:
             chosen = [(m, m, None) for m in sorted(metrics_seen[name])]
+        limit = name[len(base_protocol(name)) + len(LIMIT_MARK):] if name != base_protocol(name) else ""
         for metric, label, hib in chosen:
             key = f"{name}:{metric}"
+            if limit:
+                label = f"{label} [limit {limit} img]"
             cells = [r.cells[key] for r in rows if key in r.cells]
             bounds = [v for c in cells for v in (c.value, *(c.ci or ())) if math.isfinite(v)]
             columns.append(Column(key, name, families[name], metric, label,
@@ -293,7 +321,7 @@ def _paired_deltas(rows: list[Row], columns: list[Column], scores: dict[tuple[st
 
     base = {r.model: r for r in rows if r.method == "base"}
     for proto in sorted({c.protocol for c in columns}):
-        cls = _registered(proto)
+        cls = _registered(base_protocol(proto))
         if cls is None or not hasattr(cls, "paired_units"):
             continue
         bench = cls()

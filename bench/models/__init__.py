@@ -40,6 +40,20 @@ class TinyLlava:
 
         return load(dtype=dtype, device=device)
 
+    def missing_resources(self) -> list[str]:
+        from bench.models.tiny_llava import ASSET_DIR
+
+        if not (ASSET_DIR / "model.safetensors").is_file():
+            return [f"model tiny-llava: {ASSET_DIR} is incomplete (reinstall bench, or rebuild it with"
+                    " `python -m bench.models.tiny_pretrain`, see RECIPE.md)"]
+        return []
+
+    def weights_source(self) -> dict:
+        """Where the weights come from (content-hashed into cache keys by ``bench/fingerprint.py``)."""
+        from bench.models.tiny_llava import ASSET_DIR
+
+        return {"path": str(ASSET_DIR)}
+
     def default_data_root(self) -> Path:
         """``$BENCH_DATA_DIR/synthetic-v<generator version>``, built on first use (seconds, deterministic)."""
         from bench.data.synthetic import SYNTHETIC_DIRNAME, prepare_synthetic

@@ -52,8 +52,44 @@ class HfLlava:
         self.description = f"LLaVA-1.5 ({repo_id}), vicuna_v1 template, pad-to-square"
         self.env_var = "BENCH_MODEL_" + name.upper().replace("-", "_")
 
+    revision: str | None = None
+
     def load(self, dtype: torch.dtype = torch.float32, device: str = "cpu"):
         return load_hf_llava(self.repo_id, dtype, device, self.env_var)
+
+    def local_path(self) -> Path | None:
+        """A local copy: ``$BENCH_MODEL_<NAME>`` or an existing folder given as the id."""
+        local = os.environ.get(self.env_var) if self.env_var else None
+        if local:
+            return Path(local)
+        return Path(self.repo_id) if Path(self.repo_id).exists() else None
+
+    def missing_resources(self) -> list[str]:
+        """Preflight: the weights must be on this machine (a local folder, or the hub snapshot in the local
+        Hugging Face cache); runs never download implicitly."""
+        from bench.fingerprint import hub_snapshot
+
+        local = self.local_path()
+        if local is not None:
+            if not (local / "config.json").is_file():
+                return [f"model {self.name}: {local} holds no config.json (expected a llava-hf checkpoint folder)"]
+            return []
+        if hub_snapshot(self.repo_id, self.revision) is None:
+            env = f" or point ${self.env_var} at a local copy" if self.env_var else ""
+            return [f"model {self.name}: {self.repo_id} is not in the local Hugging Face cache; download it with"
+                    f" `huggingface-cli download {self.repo_id}` on a connected machine{env}"]
+        return []
+
+    def weights_source(self) -> dict:
+        """``{"path": folder}`` for a local copy (hashed by content), else the hub id with the commit its local
+        snapshot resolves to (``bench/fingerprint.py``); never the name alone."""
+        from bench.fingerprint import hub_snapshot
+
+        local = self.local_path()
+        if local is not None:
+            return {"path": str(local)}
+        snap = hub_snapshot(self.repo_id, self.revision)
+        return {"hub": self.repo_id, "revision": self.revision, "commit": snap.name if snap else None}
 
     def default_data_root(self) -> Path:
         from bench.paths import data_dir
@@ -72,6 +108,7 @@ class LocalLlava(HfLlava):
     def __init__(self, path: str):
         super().__init__(Path(path).name, path)
         self.description = f"local llava-hf checkpoint {path}"
+        self.env_var = None  # the folder itself is the local copy
 
 
 def model_entry(name: str):
@@ -111,6 +148,8 @@ def apply_checkpoint(model: torch.nn.Module, ckpt: str | Path | None, stages: li
 def load_for_eval(model_name: str, adapter: str | None, dtype=torch.float32, device="cpu") -> tuple[Any, LlavaPreprocessor, Any]:
     entry = model_entry(model_name)
     model, processor = entry.load(dtype=dtype, device="cpu")
+    if adapter is not None and not Path(adapter).exists():
+        raise BenchError(f"{adapter}: adapter / checkpoint folder not found")
     model = apply_checkpoint(model, adapter)
     model.to(device).eval()
     return model, make_preprocessor(processor, model.config), entry

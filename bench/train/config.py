@@ -60,3 +60,31 @@ class TrainConfig:
     save_every: int = 0
     log_every: int = 1
     log_with: str | None = None
+
+    def __post_init__(self) -> None:
+        """Values that cannot describe a run are refused when the config is built (CLI, YAML or code)."""
+        problems = []
+
+        def need(ok: bool, text: str) -> None:
+            if not ok:
+                problems.append(text)
+
+        need(self.lr > 0 and self.lr == self.lr and self.lr != float("inf"), f"lr={self.lr!r} must be > 0")
+        need(self.epochs >= 1, f"epochs={self.epochs!r} must be >= 1")
+        need(self.max_steps is None or self.max_steps >= 1, f"max_steps={self.max_steps!r} must be >= 1 or none")
+        need(self.batch_size >= 1, f"batch_size={self.batch_size!r} must be >= 1")
+        need(self.grad_accum >= 1, f"grad_accum={self.grad_accum!r} must be >= 1")
+        need(0.0 <= self.warmup_ratio <= 1.0, f"warmup_ratio={self.warmup_ratio!r} must lie in [0, 1]")
+        need(self.warmup_steps is None or self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps!r} must be >= 0")
+        need(self.weight_decay >= 0, f"weight_decay={self.weight_decay!r} must be >= 0")
+        need(self.max_grad_norm > 0, f"max_grad_norm={self.max_grad_norm!r} must be > 0")
+        need(self.max_length >= 1, f"max_length={self.max_length!r} must be >= 1")
+        need(self.lora_r >= 1, f"lora_r={self.lora_r!r} must be >= 1")
+        need(self.lora_alpha > 0, f"lora_alpha={self.lora_alpha!r} must be > 0")
+        need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout={self.lora_dropout!r} must lie in [0, 1)")
+        need(self.save_every >= 0, f"save_every={self.save_every!r} must be >= 0")
+        need(self.log_every >= 1, f"log_every={self.log_every!r} must be >= 1")
+        if problems:
+            from bench.errors import BenchError
+
+            raise BenchError("train: " + "; ".join(problems))

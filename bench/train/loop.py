@@ -682,6 +682,66 @@ def _weights_fingerprint(ckpt: Path, done: list[dict]) -> str:
     return hashlib.sha256("|".join(f"{f.relative_to(ckpt)}:{sha256_file(f)}" for f in files).encode()).hexdigest()[:16]
 
 
+IDENTITY_FILE = "identity.json"
+
+
+def run_identity(method: Method, mcfg: Any, records: list[PreferenceRecord], seed: int) -> dict:
+    """What a checkpoint folder was trained from: method, data (sha256 of the records), config, seed."""
+    data = hashlib.sha256(json.dumps([r.to_json() for r in records], sort_keys=True, default=str).encode())
+    config = {k: _without_tracking(v) for k, v in to_dict(mcfg).items()}
+    return {"method": method.name, "data_sha256": data.hexdigest(), "records": len(records), "config": config,
+            "seed": seed}
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def identity_changes(old: dict, new: dict) -> list[str]:
+    """Human-readable differences between two :func:`run_identity` dicts."""
+    changes = []
+    if old.get("method") != new.get("method"):
+        changes.append(f"method {old.get('method')} → {new.get('method')}")
+    if old.get("data_sha256") != new.get("data_sha256"):
+        changes.append(f"training data ({old.get('records')} → {new.get('records')} records, other content)")
+    if old.get("seed") != new.get("seed"):
+        changes.append(f"seed {old.get('seed')} → {new.get('seed')}")
+    a, b = _flat(old.get("config") or {}), _flat(new.get("config") or {})
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            changes.append(f"{key} {a.get(key)!r} → {b.get(key)!r}")
+    return changes
+
+
+def check_checkpoint_identity(out_dir: Path, identity: dict, force: bool = False) -> None:
+    """Refuse to reuse or overwrite a checkpoint folder trained from other data/config (naming what changed),
+    unless ``force`` — then the old checkpoint is removed and training starts afresh."""
+    ckpt = Path(out_dir) / "checkpoint"
+    path = ckpt / IDENTITY_FILE
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    changes = identity_changes(old, identity)
+    if not changes:
+        return
+    if force:
+        import shutil
+
+        shutil.rmtree(ckpt)
+        return
+    shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+    raise BenchError(f"{ckpt}: holds a run of other data/config ({shown}); use another --out, or --force to"
+                     " discard it and retrain")
+
+
 def _is_main_process() -> bool:
     from accelerate import PartialState
 
@@ -689,11 +749,18 @@ def _is_main_process() -> bool:
 
 
 def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord], out_dir: Path, seed: int,
-          resume: bool = False, device: str = "cpu", progress: bool = True) -> dict:
-    """Run every stage of ``method``; returns {stage: summary}. ``base_loader()`` → (model, preprocessor)."""
+          resume: bool = False, device: str = "cpu", progress: bool = True, force: bool = False) -> dict:
+    """Run every stage of ``method``; returns {stage: summary}. ``base_loader()`` → (model, preprocessor).
+
+    ``checkpoint/identity.json`` records what the folder is trained from; a folder holding another run is
+    refused (:func:`check_checkpoint_identity`) unless ``force``."""
     from bench.models.loading import apply_checkpoint
 
     ckpt = Path(out_dir) / "checkpoint"
+    identity = run_identity(method, mcfg, records, seed)
+    check_checkpoint_identity(out_dir, identity, force)
+    if _is_main_process():
+        atomic_write_json(ckpt / IDENTITY_FILE, identity)
     device = dist.process_device(device)
     records = method.prepare_records(records)
     done: list[dict] = []
