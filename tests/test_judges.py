@@ -318,3 +318,18 @@ def test_registry_and_judge_specs():
     assert make_judge("annotation").judge_id.startswith("annotation:")
     with pytest.raises(JudgeError, match="unknown setting"):
         make_judge("openai", temprature=0.1)
+
+
+def test_a_reply_echoing_the_authorization_header_is_redacted_before_it_is_cached(server, tmp_path, sleeps):
+    server.script = [f"ok:Judgement: fine. Request headers were Authorization: Bearer {KEY} and api-key: {KEY}"]
+    judge = _judge(server, tmp_path)
+    reply = judge("prompt A")
+    assert KEY not in reply and "***" in reply
+    cached = (tmp_path / J.CACHE_FILE).read_text()
+    assert KEY not in cached and "Bearer ***" in cached
+
+
+def test_a_judge_base_url_that_is_not_http_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_JUDGE_BASE_URL", "file:///etc")
+    with pytest.raises(JudgeError, match="http:// or https://"):
+        OpenAIJudge(model="gpt-4", api_key_env="BENCH_TEST_KEY", cache_dir=tmp_path)
