@@ -32,10 +32,20 @@ def _run_config(args) -> "object":
         cli["methods"] = _split(args.methods)
     if getattr(args, "benchmarks", None):
         cli["benchmarks"] = _split(args.benchmarks)
+    if getattr(args, "base_url", None):
+        cli["eval"] = {"api": {"base_url": _base_url_for(cli.get("model", cfg.model), args)}}
     cfg = merge(cfg, cli, where="command line")
     if args.overrides:
         cfg = merge(cfg, parse_overrides(args.overrides), where="overrides")
     return cfg
+
+
+def _base_url_for(model: str, args) -> str:
+    from bench.models.api import is_api_model
+
+    if not is_api_model(model):
+        raise BenchError(f"--base-url applies to API-served models (--model openai:<name>), not {model!r}")
+    return args.base_url
 
 
 def cmd_run(args) -> int:
@@ -85,6 +95,10 @@ def cmd_eval(args) -> int:
         ecfg = merge(ecfg, {"limit": args.limit})
     if args.batch_size is not None:
         ecfg = merge(ecfg, {"batch_size": args.batch_size})
+    if args.base_url:
+        ecfg = merge(ecfg, {"api": {"base_url": _base_url_for(args.model, args)}})
+    if args.verify_against_bs1 and getattr(entry, "api_served", False):
+        raise BenchError("--verify-against-bs1 re-decodes with local weights; an API-served model has none here")
     label = args.label or ("base" if not args.adapter else Path(args.adapter).resolve().parent.name)
     out = Path(args.out) / entry.name / label
     res = eval_checkpoint(args.model, args.adapter, label, resolve_benchmarks(_split(args.benchmarks), entry), out,
@@ -183,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None)
     sp.add_argument("--config", default=None, help="YAML file")
     sp.add_argument("--no-resume", action="store_true", help="retrain finished stages")
+    sp.add_argument("--base-url", dest="base_url", default=None,
+                    help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
     common(sp)
     sp.set_defaults(func=cmd_run)
 
@@ -205,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     sp.add_argument("--verify-against-bs1", dest="verify_against_bs1", type=int, default=0, metavar="N",
                     help="re-decode N random items at batch 1 without caching and report the agreement")
+    sp.add_argument("--base-url", dest="base_url", default=None,
+                    help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
     common(sp)
     sp.set_defaults(func=cmd_eval)
 
