@@ -121,6 +121,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from bench.export import export_checkpoint
+    from bench.pipeline import load_plugins
+
+    load_plugins()
+    rec = export_checkpoint(args.checkpoint, args.out, model=args.model, dtype=args.dtype)
+    print(f"exported {rec['source']} ({rec['base_model']} + stages {', '.join(rec['stages']) or '(adapter)'}) to"
+          f" {args.out} as {rec['model_class']} ({rec['dtype']})")
+    return 0
+
+
 def cmd_score(args) -> int:
     from bench.pipeline import EvalConfig, load_plugins, score_predictions
     from bench.registry import BENCHMARKS
@@ -225,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
     common(sp)
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("export", help="merge a checkpoint's adapters into its base: a standalone HF model folder")
+    sp.add_argument("checkpoint", help="loop checkpoint dir (stages.json) or peft adapter dir")
+    sp.add_argument("--out", required=True, help="new folder for the merged model + processor")
+    sp.add_argument("--model", default=None, help="base model (default: from the run.json beside the checkpoint)")
+    sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("score", help="re-score stored predictions (no model)")
     sp.add_argument("run_dir")
