@@ -96,6 +96,19 @@ def test_exported_folder_predicts_exactly_what_the_checkpoint_with_adapters_pred
     assert preds(tmp_path / "base" / "tiny-llava" / "base" / "predictions" / "pope.jsonl") != a
 
 
+def test_export_reads_the_base_model_from_the_run_record_beside_the_checkpoint(povid_checkpoint, tmp_path):
+    import shutil
+
+    run = tmp_path / "runs" / "tiny-llava" / "povid"
+    shutil.copytree(povid_checkpoint, run / "checkpoint")
+    (run / "run.json").write_text(json.dumps({"kind": "train", "model": "tiny-llava", "method": "povid"}))
+    assert main(["export", str(run / "checkpoint"), "--out", str(tmp_path / "m"), "--dtype", "bfloat16"]) == 0
+    rec = json.loads((tmp_path / "m" / "bench_export.json").read_text())
+    assert rec["base_model"] == "tiny-llava" and rec["dtype"] == "bfloat16"
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (cfg.get("dtype") or cfg.get("torch_dtype")) == "bfloat16"
+
+
 def test_export_refuses_a_non_empty_out_and_an_unknown_base(povid_checkpoint, tmp_path, capsys):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
