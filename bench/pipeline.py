@@ -16,7 +16,7 @@ import torch
 from bench.config import config_hash, from_dict, merge, to_dict
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_jsonl, sha256_file, sha256_text
-from bench.models.api import ApiConfig, is_api_model, training_refused
+from bench.models.api import ApiConfig, is_api_model, open_api_model, training_refused
 from bench.records import file_hashes, new_record, update_record
 from bench.registry import BENCHMARKS, METHODS
 
@@ -188,7 +188,6 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
     generate = run_benchmark
     if is_api_model(entry_name):  # an endpoint, not weights: HTTP requests instead of a forward (bench.eval.api)
         from bench.eval.api import run_benchmark_api
-        from bench.models.api import open_api_model
 
         model, pre, generate = open_api_model(entry_name, ecfg.api, adapter), None, run_benchmark_api
         entry, fp = model, model.fingerprint()
