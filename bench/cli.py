@@ -78,6 +78,8 @@ def _run_config(args) -> "object":
         cli["methods"] = _split(args.methods)
     if getattr(args, "benchmarks", None):
         cli["benchmarks"] = _split(args.benchmarks)
+    if getattr(args, "base_url", None):
+        cli["eval"] = {"api": {"base_url": _base_url_for(cli.get("model", cfg.model), args)}}
     cfg = merge(cfg, cli, where="command line")
     if args.overrides:
         cfg = merge(cfg, parse_overrides(args.overrides), where="overrides")
@@ -85,6 +87,14 @@ def _run_config(args) -> "object":
     if ev:
         cfg = merge(cfg, {"eval": ev}, where="command line")
     return cfg
+
+
+def _base_url_for(model: str, args) -> str:
+    from bench.models.api import is_api_model
+
+    if not is_api_model(model):
+        raise BenchError(f"--base-url applies to API-served models (--model openai:<name>), not {model!r}")
+    return args.base_url
 
 
 def cmd_run(args) -> int:
@@ -148,6 +158,8 @@ def cmd_eval(args) -> int:
     data_root = data_root_for(entry, cfg.data_root)
     preflight.check([*preflight.output_problems(Path(cfg.out)), *preflight.model_problems(entry, args.adapter),
                      *preflight.benchmark_problems(benchmarks, data_root)], "bench eval")
+    if args.verify_against_bs1 and getattr(entry, "api_served", False):
+        raise BenchError("--verify-against-bs1 re-decodes with local weights; an API-served model has none here")
     label = args.label or ("base" if not args.adapter else Path(args.adapter).resolve().parent.name)
     out = Path(cfg.out) / entry.name / label
     res = eval_checkpoint(cfg.model, args.adapter, label, benchmarks, out, data_root, cfg.seed, device, cfg.eval,
@@ -170,6 +182,17 @@ def cmd_eval(args) -> int:
                                        device, seed=cfg.seed)
             print(f"{name}: fast path vs batch-1 HF generate: {check['identical']}/{check['n']} identical"
                   f" (agreement {check['agreement']:.4f})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from bench.export import export_checkpoint
+    from bench.pipeline import load_plugins
+
+    load_plugins()
+    rec = export_checkpoint(args.checkpoint, args.out, model=args.model, dtype=args.dtype)
+    print(f"exported {rec['source']} ({rec['base_model']} + stages {', '.join(rec['stages']) or '(adapter)'}) to"
+          f" {args.out} as {rec['model_class']} ({rec['dtype']})")
     return 0
 
 
@@ -281,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=_int_at_least(1), default=None, help="= eval.limit: first N images per benchmark")
     sp.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None,
                     help="= eval.dtype (auto: bfloat16 on CUDA, float32 on CPU)")
+    sp.add_argument("--base-url", dest="base_url", default=None,
+                    help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
     common(sp)
     sp.set_defaults(func=cmd_run)
 
@@ -309,8 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="= eval.dtype (auto: bfloat16 on CUDA, float32 on CPU); part of the cache key")
     sp.add_argument("--verify-against-bs1", dest="verify_against_bs1", type=_int_at_least(0), default=0, metavar="N",
                     help="re-decode N random items at batch 1 without caching and report the agreement")
+    sp.add_argument("--base-url", dest="base_url", default=None,
+                    help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
     common(sp)
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("export", help="merge a checkpoint's adapters into its base: a standalone HF model folder")
+    sp.add_argument("checkpoint", help="loop checkpoint dir (stages.json) or peft adapter dir")
+    sp.add_argument("--out", required=True, help="new folder for the merged model + processor")
+    sp.add_argument("--model", default=None, help="base model (default: from the run.json beside the checkpoint)")
+    sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("score", help="re-score stored predictions (no model)")
     sp.add_argument("run_dir")

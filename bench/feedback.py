@@ -5,8 +5,8 @@ The four methods' papers use GPT-4 / GPT-4V for this step (methods.md §1.4, §2
 entries implement one interface (:class:`FeedbackModel`):
 
 * ``openai`` — an OpenAI-compatible *vision* chat model (``POST {base_url}/chat/completions``, images
-  sent as base64 ``data:`` URLs). The HTTP client (:class:`VisionChatClient`) follows
-  :class:`bench.judges.OpenAIJudge`'s conventions and shares its reply cache (:class:`bench.judges.ReplyCache`,
+  sent as base64 ``data:`` URLs). The HTTP client (:class:`VisionChatClient`) uses the transport shared
+  with :class:`bench.judges.OpenAIJudge` (:class:`bench.openai_client.ChatClient`) and its reply cache (:class:`bench.judges.ReplyCache`,
   append-only JSONL keyed by client id + sha256 of the request, here including the images' sha256):
   key read from an environment variable and never written anywhere, bounded retries with exponential
   backoff on HTTP 429 (honouring ``Retry-After``), 5xx, timeouts and malformed replies, a minimum
@@ -48,16 +48,10 @@ entries implement one interface (:class:`FeedbackModel`):
 
 from __future__ import annotations
 
-import base64
 import json
-import mimetypes
 import os
 import random
 import re
-import socket
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +59,7 @@ from typing import Any, Iterable
 
 from bench.errors import BenchError
 from bench.io import sha256_file
+from bench.openai_client import DEFAULT_BASE_URL, ChatClient, chat_body, image_data_url, user_message  # noqa: F401
 from bench.registry import Registry
 
 FEEDBACK: Registry = Registry("feedback model", "bench.feedback")
@@ -580,18 +575,13 @@ def _coco_heads() -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ HTTP client
-def image_data_url(path: str | Path) -> str:
-    path = Path(path)
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
 class VisionChatClient:
-    """OpenAI-compatible chat-completions client with images, retries and a shared reply cache.
+    """OpenAI-compatible chat-completions client with images and a shared reply cache.
 
     The cache key is ``(client_id, sha256(system + text + image sha256s))`` so a rerun pays nothing
-    twice and a changed image is a new request. The API key is read from ``api_key_env`` at request
-    time and never stored or printed. Standard library only.
+    twice and a changed image is a new request. The transport (retries, ``Retry-After``, rate limit, key
+    read from ``api_key_env`` at request time and never stored or printed) is the shared
+    :class:`bench.openai_client.ChatClient`.
     """
 
     def __init__(self, model: str = "gpt-4o", base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
@@ -602,13 +592,20 @@ class VisionChatClient:
 
         self.model, self.temperature, self.max_tokens = model, temperature, max_tokens
         self.base_url = (base_url or os.environ.get("BENCH_FEEDBACK_BASE_URL") or os.environ.get("BENCH_JUDGE_BASE_URL")
-                         or "https://api.openai.com/v1").rstrip("/")
-        self.api_key_env, self.timeout, self.max_retries = api_key_env, timeout, max_retries
-        self.min_interval, self.backoff, self.max_sleep = min_interval, backoff, max_sleep
+                         or DEFAULT_BASE_URL).rstrip("/")
+        self.api_key_env = api_key_env
         self.client_id = f"vision:{model}:t{temperature}:m{max_tokens}"
+        self.client = ChatClient(self.base_url, api_key_env, key_required=True, timeout=timeout,
+                                 max_retries=max_retries, min_interval=min_interval, backoff=backoff,
+                                 max_sleep=max_sleep, label=f"feedback model {self.client_id}",
+                                 missing_key_hint=" (or use the offline `--feedback annotation`); cached replies"
+                                                  " are reused without a key")
         self.cache = ReplyCache(Path(cache_dir) / "feedback_replies.jsonl" if cache_dir else None)
-        self.requests = 0
-        self._last = 0.0
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent, retries included."""
+        return self.client.attempts
 
     def _cache_text(self, text: str, images: list[str], system: str | None) -> str:
         digests = [sha256_file(p) for p in images]
@@ -620,61 +617,15 @@ class VisionChatClient:
         cached = self.cache.get(self.client_id, key_text)
         if cached is not None:
             return cached
-        content: list[dict] = [{"type": "text", "text": text}]
-        content += [{"type": "image_url", "image_url": {"url": image_data_url(p)}} for p in images]
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
-        reply = self.post({"model": self.model, "messages": messages, "temperature": self.temperature,
-                           "max_tokens": self.max_tokens})
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user_message(text, images)["content"] if images
+             else [{"type": "text", "text": text}]}]
+        reply = self.post(chat_body(self.model, messages, self.temperature, self.max_tokens))
         self.cache.put(self.client_id, key_text, reply)
         return reply
 
     def post(self, body: dict) -> str:
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise BenchError(f"feedback model {self.client_id}: set the API key in ${self.api_key_env} (or use the"
-                             " offline `--feedback annotation`); cached replies are reused without a key")
-        data = json.dumps(body).encode()
-        delay = self.backoff
-        last_error = ""
-        for _ in range(self.max_retries):
-            wait = self.min_interval - (time.monotonic() - self._last)
-            if wait > 0:
-                time.sleep(wait)
-            self._last = time.monotonic()
-            self.requests += 1
-            req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    payload = json.loads(resp.read().decode("utf-8"))
-                content = payload["choices"][0]["message"]["content"]
-                if not isinstance(content, str):
-                    raise TypeError("content is not a string")
-                return content
-            except urllib.error.HTTPError as exc:
-                last_error = f"HTTP {exc.code}"
-                if exc.code != 429 and exc.code < 500:
-                    raise BenchError(f"feedback model {self.client_id}: {last_error} from {self.base_url}") from None
-                retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                try:
-                    sleep = float(retry_after) if retry_after is not None else delay
-                except ValueError:  # an HTTP-date: fall back to the backoff
-                    sleep = delay
-            except (socket.timeout, TimeoutError) as exc:
-                last_error = f"timeout ({type(exc).__name__})"
-                sleep = delay
-            except urllib.error.URLError as exc:
-                last_error = f"connection error ({type(exc.reason).__name__})"
-                sleep = delay
-            except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
-                last_error = "malformed reply"
-                sleep = delay
-            except OSError as exc:
-                last_error = f"connection error ({type(exc).__name__})"
-                sleep = delay
-            time.sleep(min(max(sleep, 0.0), self.max_sleep))
-            delay *= 2
-        raise BenchError(f"feedback model {self.client_id}: gave up after {self.max_retries} attempts ({last_error})")
+        return self.client.complete(body)[0]
 
 
 def parse_json_reply(reply: str) -> dict:

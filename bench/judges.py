@@ -3,7 +3,8 @@
 A judge is a callable ``judge(prompt, attempt=0) -> reply``. Two entries:
 
 * ``openai`` — an OpenAI-compatible chat-completions client (``POST {base_url}/chat/completions``:
-  OpenAI itself, Azure-style gateways, vLLM, llama.cpp server …), standard library only (urllib).
+  OpenAI itself, Azure-style gateways, vLLM, llama.cpp server …) over the shared transport
+  :class:`bench.openai_client.ChatClient` (standard library only).
   Settings: model id, base URL (argument, else ``$BENCH_JUDGE_BASE_URL``, else the OpenAI URL), the
   *name* of the environment variable that holds the API key (default ``OPENAI_API_KEY``; ``None`` for a
   keyless local server), temperature, max_tokens and any extra request fields (HA-DPO also sends
@@ -36,28 +37,20 @@ or in ``$BENCH_JUDGE_CACHE`` when that is set (one cache shared by every run dir
 from __future__ import annotations
 
 import abc
-import email.utils
-import http.client
 import json
-import logging
 import os
-import re
-import socket
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
 from bench.io import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
+from bench.openai_client import (DEFAULT_BASE_URL, ChatClient, chat_body, normalise_base_url,  # noqa: F401
+                                 redact)  # (redact re-exported)
 from bench.registry import JUDGES
 
-log = logging.getLogger("bench.judges")
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 CACHE_FILE = "judge_replies.jsonl"
 
 
@@ -67,25 +60,6 @@ class JudgeError(BenchError):
 
 def _sleep(seconds: float) -> None:  # indirection so tests can record the waits
     time.sleep(seconds)
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with ``secret``, anything shaped like an API key (``sk-…``) and the credential of an echoed
-    ``Authorization: Bearer …`` / ``api-key:`` header masked."""
-    if secret:
-        text = text.replace(secret, "***")
-    text = re.sub(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?\s*(?:bearer|basic)\s+)[^\s\"',}]+", r"\1***", text)
-    text = re.sub(r"(?i)(\bapi[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+", r"\1***", text)
-    return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
-
-
-def check_base_url(url: str, what: str = "judge base URL") -> str:
-    """An http(s) URL with a host, else a :class:`JudgeError` (``file://``, bare paths … are refused)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise JudgeError(f"{what} {url!r}: expected an http:// or https:// URL with a host"
-                         " (check $BENCH_JUDGE_BASE_URL)")
-    return url
 
 
 # ------------------------------------------------------------------------------------------- cache
@@ -183,24 +157,6 @@ class CachedJudge(abc.ABC):
 
 
 # ------------------------------------------------------------------------------------------- openai
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
 def _fmt(value: float) -> str:
     return repr(float(value)) if isinstance(value, (int, float)) else str(value)
 
@@ -217,34 +173,33 @@ class OpenAIJudge(CachedJudge):
                  extra: dict | None = None, cache_dir: str | os.PathLike | None = None, **unknown: Any):
         if unknown:
             raise JudgeError(f"judge openai: unknown setting(s) {', '.join(sorted(unknown))}")
-        if max_retries < 1:
-            raise JudgeError("judge openai: max_retries must be >= 1")
         self.model, self.temperature, self.max_tokens = model, float(temperature), int(max_tokens)
-        self.base_url = check_base_url(
-            (base_url or os.environ.get("BENCH_JUDGE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"))
+        try:
+            self.base_url = normalise_base_url(base_url or os.environ.get("BENCH_JUDGE_BASE_URL") or DEFAULT_BASE_URL)
+        except BenchError as exc:
+            raise JudgeError(f"judge base URL (argument or $BENCH_JUDGE_BASE_URL): {exc}") from None
         self.api_key_env = api_key_env
-        self.timeout, self.max_retries = float(timeout), int(max_retries)
-        self.min_interval, self.backoff, self.max_sleep = float(min_interval), float(backoff), float(max_sleep)
         self.extra = dict(extra or {})
         self.judge_id = f"openai:{model}:t{_fmt(self.temperature)}:m{self.max_tokens}"
         if self.extra:
             self.judge_id += ":" + sha256_text(json.dumps(self.extra, sort_keys=True))[:8]
-        self._last_request = float("-inf")
-        self.attempts = 0  # HTTP requests sent, retries included
+        # the transport (retries, Retry-After, rate limit, key hygiene) is the shared client; ``_sleep`` is
+        # looked up at call time so tests can record this module's waits
+        self.client = ChatClient(self.base_url, api_key_env, key_required=True, timeout=timeout,
+                                 max_retries=max_retries, min_interval=min_interval, backoff=backoff,
+                                 max_sleep=max_sleep, label=f"judge {self.judge_id}", error=JudgeError,
+                                 missing_key_hint=" (or score the offline `shr-annotation` protocol); replies"
+                                                  " already cached are reused without a key",
+                                 sleep=lambda seconds: _sleep(seconds))
         super().__init__(cache_dir)
 
     def __repr__(self) -> str:  # no key here: it is never stored on the object
         return f"OpenAIJudge({self.judge_id!r}, base_url={self.base_url!r})"
 
-    # -------------------------------------------------------------- helpers
-    def _key(self) -> str | None:
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise JudgeError(f"judge {self.judge_id}: set the API key in ${self.api_key_env} (or score the offline"
-                             " `shr-annotation` protocol); replies already cached are reused without a key")
-        return key
+    @property
+    def attempts(self) -> int:
+        """HTTP requests sent, retries included."""
+        return self.client.attempts
 
     def missing_resources(self) -> list[str]:
         if self.api_key_env is not None and not os.environ.get(self.api_key_env):
@@ -253,83 +208,15 @@ class OpenAIJudge(CachedJudge):
                     " `shr-annotation`)"]
         return []
 
-    def _throttle(self) -> None:
-        wait = self._last_request + self.min_interval - time.monotonic()
-        if wait > 0:
-            _sleep(wait)
-        self._last_request = time.monotonic()
-
     def body(self, prompt: str) -> dict:
-        return {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                "temperature": self.temperature, "max_tokens": self.max_tokens, **self.extra}
+        return chat_body(self.model, [{"role": "user", "content": prompt}], self.temperature, self.max_tokens,
+                         **self.extra)
 
-    @staticmethod
-    def _server_message(exc: urllib.error.HTTPError, key: str | None) -> str:
-        try:
-            raw = exc.read(2000).decode("utf-8", "replace")
-        except Exception:  # noqa: BLE001 - an unreadable error body is just absent
-            return ""
-        try:
-            err = json.loads(raw).get("error")
-            raw = err.get("message", "") if isinstance(err, dict) else str(err or raw)
-        except (ValueError, AttributeError):
-            pass
-        raw = " ".join(raw.split())[:200]
-        return f": {redact(raw, key)}" if raw else ""
-
-    # -------------------------------------------------------------- request
     def reply_with_meta(self, prompt: str) -> tuple[str, dict]:
-        key = self._key()
-        data = json.dumps(self.body(prompt)).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        url = f"{self.base_url}/chat/completions"
-        last = ""
-        for attempt in range(self.max_retries):
-            self._throttle()
-            self.attempts += 1
-            wait = min(self.backoff * (2 ** attempt), self.max_sleep)
-            try:
-                req = urllib.request.Request(url, data=data, method="POST", headers=headers)
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-                payload = json.loads(raw.decode("utf-8"))
-                content = payload["choices"][0]["message"]["content"]
-                if not isinstance(content, str):
-                    raise TypeError("content is not a string")
-                content = redact(content, key)  # a server that echoes the request must not leak the key
-                meta = {"model": payload.get("model") or self.model,
-                        "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                return content, meta
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                if status == 429 or status >= 500:
-                    last = f"HTTP {status}"
-                    if status == 429:
-                        after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-                        if after is not None:
-                            wait = min(after, self.max_sleep)
-                    exc.close()
-                else:
-                    message = self._server_message(exc, key)
-                    exc.close()
-                    raise JudgeError(f"judge {self.judge_id}: HTTP {status} from {self.base_url}{message}") from None
-            except (TimeoutError, socket.timeout):
-                last = f"timeout after {self.timeout:g}s"
-            except (urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                if isinstance(reason, (TimeoutError, socket.timeout)):
-                    last = f"timeout after {self.timeout:g}s"
-                else:
-                    last = f"connection error ({redact(str(reason) or type(reason).__name__, key)})"
-            except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
-                last = "malformed reply body (not a chat completion)"
-            if attempt + 1 < self.max_retries:
-                log.warning("judge %s: %s; retry %d/%d in %.1fs", self.judge_id, last, attempt + 1,
-                            self.max_retries - 1, wait)
-                _sleep(wait)
-        raise JudgeError(f"judge {self.judge_id}: gave up after {self.max_retries} attempts ({last})")
+        content, payload = self.client.complete(self.body(prompt))
+        served = payload.get("model") if isinstance(payload, dict) else None
+        return content, {"model": served or self.model,
+                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     def reply(self, prompt: str) -> str:
         return self.reply_with_meta(prompt)[0]

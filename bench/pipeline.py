@@ -17,6 +17,7 @@ import torch
 from bench.config import config_hash, from_dict, merge, to_dict
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_jsonl, sha256_file, sha256_text
+from bench.models.api import ApiConfig, is_api_model, open_api_model, training_refused
 from bench.records import file_hashes, new_record, score_integrity, update_record
 from bench.registry import BENCHMARKS, METHODS
 
@@ -30,12 +31,14 @@ class EvalConfig:
     all their items (every question and split about them; None = all; ``bench.benchmark.select_items``) —
     recorded in run.json and the score file, and a limited score is its own leaderboard column;
     n_boot: bootstrap resamples for the 95% CIs; dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU),
-    ``bfloat16``, ``float16`` or ``float32`` — part of the predictions' cache key."""
+    ``bfloat16``, ``float16`` or ``float32`` — part of the predictions' cache key; api: endpoint settings of
+    an ``openai:<name>`` model (bench.models.api; unused otherwise)."""
 
     batch_size: int = 8
     limit: int | None = None
     n_boot: int = 1000
     dtype: str = "auto"
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def __post_init__(self) -> None:
         problems = []
@@ -112,6 +115,8 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
 def resolve_methods(names: list[str]) -> list[str]:
     if names == ["all"] or names == "all":
         return METHODS.names()
+    if names == ["base"] or names == "base":  # evaluate the untrained model only
+        return []
     for n in names:
         METHODS.get(n)
     if len(set(names)) != len(names):
@@ -174,6 +179,8 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     from bench.models.llava import make_preprocessor
     from bench.train.loop import check_checkpoint_identity, run_identity, train
 
+    if getattr(entry, "api_served", False):
+        raise BenchError(training_refused(entry.spec))
     method, mcfg = method_config(method_name, entry, mcfg_overrides)
     data_build = None
     if data:
@@ -228,9 +235,17 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
     if world > 1 and device.startswith("cuda"):
         device = f"cuda:{rank % torch.cuda.device_count()}"
     torch.manual_seed(seed)
-    dtype = resolve_dtype(ecfg.dtype, device)
-    model, pre, entry = load_for_eval(entry_name, adapter, dtype=dtype, device=device)
-    fp, fp_parts = model_fingerprint(entry, adapter, dtype, device, model)
+    generate = run_benchmark
+    if is_api_model(entry_name):  # an endpoint, not weights: HTTP requests instead of a forward (bench.eval.api)
+        from bench.eval.api import run_benchmark_api
+
+        model, pre, generate = open_api_model(entry_name, ecfg.api, adapter), None, run_benchmark_api
+        entry, fp = model, model.fingerprint()
+        fp_parts = {"api": True, "dtype": "n/a (served)"}
+    else:
+        dtype = resolve_dtype(ecfg.dtype, device)
+        model, pre, entry = load_for_eval(entry_name, adapter, dtype=dtype, device=device)
+        fp, fp_parts = model_fingerprint(entry, adapter, dtype, device, model)
     run_path = out_dir / "run.json"
     if rank == 0:
         if not run_path.exists():
@@ -243,9 +258,9 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
         bench = BENCHMARKS.get(name)()
         pred_path = out_dir / "predictions" / f"{name}.jsonl"
         t0 = time.perf_counter()
-        gen_stats = run_benchmark(model, pre, bench, data_root, pred_path, fp, device=device,
-                                  batch_size=ecfg.batch_size, limit=ecfg.limit, progress=progress and rank == 0,
-                                  rank=rank, world=world)
+        gen_stats = generate(model, pre, bench, data_root, pred_path, fp, device=device,
+                             batch_size=ecfg.batch_size, limit=ecfg.limit, progress=progress and rank == 0,
+                             rank=rank, world=world)
         if world > 1:
             gen_stats = _gather_stats(gen_stats)
             if rank != 0:
@@ -261,6 +276,7 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
                                   "selection": score.get("selection")}},
             "data_sha256": file_hashes(bench.data_files(data_root), data_root),
             "wall_s": {f"eval/{name}": round(t_gen, 3)},
+            **({"api": model.record()} if getattr(entry, "api_served", False) else {}),
         })
     return results
 
@@ -374,6 +390,8 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = True, force: bool 
     entry = model_entry(cfg.model)
     device = resolve_device(cfg.device)
     methods = resolve_methods(cfg.methods)
+    if getattr(entry, "api_served", False) and methods:
+        raise BenchError(training_refused(cfg.model) + " (pass --methods base)")
     benchmarks = resolve_benchmarks(cfg.benchmarks, entry)
     check_method_overrides(cfg.method, methods, entry)
     data_root = data_root_for(entry, cfg.data_root)

@@ -394,7 +394,7 @@ def test_client_gives_up_after_bounded_retries_and_fails_fast_on_4xx(stub, tmp_p
 def test_client_honours_retry_after_and_the_minimum_interval(stub, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_TEST_KEY", "k")
     sleeps = []
-    monkeypatch.setattr("bench.feedback.time.sleep", lambda s: sleeps.append(s))
+    monkeypatch.setattr("bench.openai_client._sleep", lambda s: sleeps.append(s))
     _Stub.script = ["429", "ok"]
     _client(stub, None, backoff=5.0).chat("a")
     assert sleeps[0] == 0.0  # Retry-After: 0 wins over the 5 s backoff

@@ -230,6 +230,15 @@ def shard_path(pred_path: Path, rank: int) -> Path:
     return pred_path.with_name(f"{pred_path.name}.rank{rank}")
 
 
+def plan(bench: Benchmark, data_root: Path, checkpoint_fp: str, limit: int | None
+         ) -> tuple[list[EvalItem], dict[str, str], list[EvalItem]]:
+    """(every item, the key of every item, the items selected by ``limit``): every generation path (local
+    engine, API models) validates the whole predictions file against ``keys`` — so items outside the limit
+    keep their predictions — and generates only the selection."""
+    every = bench.items(data_root)
+    return every, _keys_of(every, checkpoint_fp, bench), select_items(every, limit)
+
+
 def _keys_of(items: list[EvalItem], checkpoint_fp: str, bench: Benchmark) -> dict[str, str]:
     protocol_fp = bench.fingerprint()
     return {it.id: prediction_key(checkpoint_fp, protocol_fp, it.id, bench.generation, image_sha256(it.image))
@@ -286,9 +295,7 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     ``<pred_path>.rank<r>``; :func:`merge_shards` then writes the canonical file. The canonical
     predictions file is always in the protocol's item order, so 1 and N processes give the same file.
     """
-    every = bench.items(data_root)
-    all_keys = _keys_of(every, checkpoint_fp, bench)
-    all_items = select_items(every, limit)
+    every, all_keys, all_items = plan(bench, data_root, checkpoint_fp, limit)
     items = shard_items(all_items, rank, world)
     out_path = pred_path if world == 1 else shard_path(pred_path, rank)
     gen = bench.generation

@@ -21,6 +21,7 @@ import torch
 
 from bench.errors import BenchError, OfflineError
 from bench.io import read_json
+from bench.models.api import ApiModel, is_api_model
 from bench.models.llava import LlavaPreprocessor, make_preprocessor
 from bench.registry import MODELS
 
@@ -112,7 +113,9 @@ class LocalLlava(HfLlava):
 
 
 def model_entry(name: str):
-    """A registered model, or a local llava-hf directory given as a path."""
+    """A registered model, ``openai:<name>`` (an API-served model), or a local llava-hf directory."""
+    if is_api_model(name):
+        return ApiModel(name)
     if name not in MODELS and Path(name).exists():
         return LocalLlava(name)
     return MODELS.get(name)
