@@ -120,6 +120,8 @@ def parse_prompt(prompt: str, role: str = "Assistant") -> tuple[str, str, str, s
 # ------------------------------------------------------------------------------------------ scores
 def parse_score(review: str) -> tuple[list[float], bool]:
     """``([reference, model], parsed)``: the reference's ``parse_score`` (``[-1, -1]`` when it fails)."""
+    if not isinstance(review, str):
+        return list(UNPARSED), False
     pieces = review.split("\n")[0].replace(",", " ").split(" ")
     if len(pieces) != 2:
         return list(UNPARSED), False
