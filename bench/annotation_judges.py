@@ -13,7 +13,8 @@ reasoning quality — so their protocols (``mmhal-annotation``, ``llava-bench-an
   not present or negates one that is. Coverage c = share of the standard answer's key terms the response
   matches: objects the answer asserts (asserted by the response too), objects it negates (negated by the
   response too), and its colour, number (digits and number words up to twelve) and position words (left,
-  right, above, below, top, bottom). No key term → c = 1 for a non-empty response, else 0. Rating:
+  right, above, below, top, bottom); an answer with none of those is matched on its content words
+  (longer than three letters, a few stopwords removed). Rating:
   without hallucination 3 + min(3, ⌊3c⌋) (3 … 6), with hallucination min(2, ⌊3c⌋) (0 … 2) — the
   reference scale's "informative" steps read as coverage thirds. Reply: an explanation line, then
   ``Rating: N``.
@@ -46,8 +47,16 @@ def _words(text: str) -> list[str]:
     return [NUMBER_WORDS.get(w, w) for w in re.findall(r"[a-z]+|\d+", text.lower())]
 
 
+STOPWORDS = frozenset({"there", "these", "those", "this", "that", "with", "image", "picture", "photo", "from",
+                       "have", "were", "they", "what", "which", "where", "into", "onto", "some", "about"})
+
+
 def _key_words(text: str) -> set[str]:
     return {w for w in _words(text) if w in COLOURS or w in POSITIONS or w.isdigit()}
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _words(text) if len(w) > 3 and w not in STOPWORDS}
 
 
 class _Grounded(CachedJudge):
@@ -75,9 +84,11 @@ class MMHalAnnotationJudge(_Grounded):
         gt_asserted, gt_negated = AnnotationJudge.mentions(gt)
         words = _key_words(gt)
         said = set(_words(response))
+        if not (gt_asserted or gt_negated or words):  # no object / colour / number / position in the answer
+            words = _content_words(gt)
         total = len(gt_asserted) + len(gt_negated) + len(words)
         matched = (len(gt_asserted & asserted) + len(gt_negated & negated) + len(words & said))
-        coverage = matched / total if total else (1.0 if response.strip() else 0.0)
+        coverage = matched / total if total else 0.0
         step = min(3, math.floor(3 * coverage + 1e-9))
         if errors:
             rating = min(2, step)

@@ -329,7 +329,8 @@ class LlavaBenchProtocol(Benchmark):
                 undefined[f"{prefix}relative"] = "reference mean is 0 (the reference raises ZeroDivisionError)"
         if not per_item:
             undefined["relative"] = "no judged item"
-        ci = bootstrap_ci(list(units.values()), statistic, n_boot=n_boot, seed=0) if units else {}
+        ci = (bootstrap_ci(list(units.values()), lambda us: statistic(np.sum(us, axis=0)), n_boot=n_boot, seed=0)
+              if units else {})
         by_cat: dict[str, list[list[float]]] = {}
         for it in per_item:
             by_cat.setdefault(it["category"], []).append(it["scores"])
@@ -359,6 +360,13 @@ class LlavaBenchAnnotationProtocol(LlavaBenchProtocol):
 
     def judge_settings(self) -> dict:
         return {}
+
+    def questions(self, data_root: Path) -> list[dict]:
+        # a synthetic world prepared before these files existed gets them now (deterministic, seconds)
+        from bench.data.synthetic_judged import ensure_judged
+
+        ensure_judged(data_root)
+        return super().questions(data_root)
 
 
 BENCHMARKS.add("llava-bench", LlavaBenchProtocol)

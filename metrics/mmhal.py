@@ -347,7 +347,8 @@ class MMHalProtocol(Benchmark):
 
         metrics = aggregate([it["rating"] for it in per_item], [it["question_type"] for it in per_item], types)
         units = list(_units_by_image(per_item, types).values())
-        ci = bootstrap_ci(units, _statistic(types), n_boot=n_boot, seed=0) if units else {}
+        stat = _statistic(types)
+        ci = bootstrap_ci(units, lambda us: stat(np.sum(us, axis=0)), n_boot=n_boot, seed=0) if units else {}
         judge_info = {**run.info, "model": self.params["judge"].partition(":")[2] or self.params["judge"],
                       "settings": self.judge_settings(), "served_models": run.served_models()}
         notes = []
@@ -386,6 +387,13 @@ class MMHalAnnotationProtocol(MMHalProtocol):
 
     def judge_settings(self) -> dict:
         return {}
+
+    def questions(self, data_root: Path) -> list[dict]:
+        # a synthetic world prepared before these files existed gets them now (deterministic, seconds)
+        from bench.data.synthetic_judged import ensure_judged
+
+        ensure_judged(data_root)
+        return super().questions(data_root)
 
 
 BENCHMARKS.add("mmhal", MMHalProtocol)
