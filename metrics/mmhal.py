@@ -285,9 +285,10 @@ class MMHalProtocol(Benchmark):
             except DataError as exc:
                 out.append(str(exc))
             else:
-                absent = [image_name(r) for r in rows if not self.image_path(data_root, r).exists()]
+                names = sorted({image_name(r) for r in rows})
+                absent = [n for n in names if not (Path(data_root) / IMAGE_DIR / n).exists()]
                 if absent:
-                    out.append(f"{Path(data_root) / IMAGE_DIR}: {len(absent)} of {len(rows)} MMHal-Bench images"
+                    out.append(f"{Path(data_root) / IMAGE_DIR}: {len(absent)} of {len(names)} MMHal-Bench images"
                                f" missing (e.g. {absent[0]}) — run `python -m bench data fetch mmhal`")
         return out + missing_judge(self.params["judge"], self.judge_settings(), self.offline_alternative)
 
