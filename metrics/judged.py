@@ -71,7 +71,8 @@ def judge_items(prompts: Mapping[str, str], spec: str, settings: Mapping[str, An
     """A reply for every ``prompts[id]``: stored replies first, then the judge (unless recomputing)."""
     run = JudgeRun()
     if judge_replies is not None:
-        judge_id = judge.judge_id if judge is not None else build_judge(spec, settings).judge_id
+        built = judge if judge is not None else build_judge(spec, settings)
+        judge_id = built.judge_id
         table, ignored = _table(read_replies(judge_replies), judge_id)
         for iid, prompt in prompts.items():
             rec = table.get((iid, sha256_text(prompt)))
@@ -79,7 +80,7 @@ def judge_items(prompts: Mapping[str, str], spec: str, settings: Mapping[str, An
                 run.missing[iid] = "no stored judge reply for this prompt and judge"
             else:
                 run.replies[iid], run.models[iid] = rec["reply"], rec.get("model")
-        run.info = {"id": judge_id, "spec": spec, "requests": 0, "recomputed_from_stored_replies": True,
+        run.info = {"id": judge_id, "spec": spec, "version": getattr(built, "version", None), "requests": 0, "recomputed_from_stored_replies": True,
                     "ignored_replies_of_other_judges": ignored}
         return run
     judge = judge if judge is not None else build_judge(spec, settings, cache_dir)
@@ -103,7 +104,8 @@ def judge_items(prompts: Mapping[str, str], spec: str, settings: Mapping[str, An
             append_jsonl(out, [{"id": iid, "judge": judge.judge_id, "prompt_sha256": sha, "attempt": 0,
                                 "reply": reply, **({"model": model} if model else {})}])
     run.info = judge.stats() if hasattr(judge, "stats") else {"id": judge.judge_id}
-    run.info.update({"spec": spec, "ignored_replies_of_other_judges": ignored})
+    run.info.update({"spec": spec, "version": getattr(judge, "version", None),
+                     "ignored_replies_of_other_judges": ignored})
     if out is not None:
         run.info["replies_file"] = out.name
     return run

@@ -178,6 +178,26 @@ def test_judge_settings_are_the_references_and_enter_the_judge_id():
     assert MMHalAnnotationProtocol.fingerprint() != MMHalProtocol.fingerprint()
 
 
+def test_served_judge_model_is_recorded_and_a_substitute_is_noted(tmp_path):
+    from bench.judges import CachedJudge
+
+    class Served(CachedJudge):
+        judge_id, version = "openai:gpt-4-1106-preview:stub", "7"
+
+        def reply_with_meta(self, prompt):
+            return "Rating: 4", {"model": "gpt-4-0613"}
+
+        def reply(self, prompt):
+            return "Rating: 4"
+
+    root = make_root(tmp_path / "d", n=8)
+    s = MMHalProtocol().score(preds(8), root, judge=Served(tmp_path / "cache"), cache_dir=tmp_path / "j", n_boot=0)
+    assert s["judge"]["served_models"] == {"gpt-4-0613": 8} and s["judge"]["version"] == "7"
+    assert any("gpt-4-0613" in n for n in s["notes"])
+    stored = [json.loads(x) for x in (tmp_path / "j" / "mmhal.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in stored} == {"gpt-4-0613"}
+
+
 # ------------------------------------------------------------------------------------------ annotation judge
 def test_annotation_judge_rates_object_claims_and_answer_coverage():
     from bench.annotation_judges import MMHalAnnotationJudge
