@@ -205,3 +205,25 @@ def test_parity_case_fails_on_a_changed_expected_value(tmp_path):
     assert results["llava-bench/expected_vA.json"].ok
     assert not results["llava-bench/expected_vB.json"].ok
     assert "per_category.conv.relative" in results["llava-bench/expected_vB.json"].first_diff
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def test_tiny_llava_eval_scores_both_offline_protocols_into_records_and_the_leaderboard(synthetic_root, tmp_path,
+                                                                                      monkeypatch):
+    from bench.pipeline import EvalConfig, eval_checkpoint, load_plugins, write_leaderboard
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("BENCH_OFFLINE", "1")
+    load_plugins()
+    out = tmp_path / "runs"
+    names = ["mmhal-annotation", "llava-bench-annotation"]
+    eval_checkpoint("tiny-llava", None, "base", names, out / "tiny-llava" / "base", synthetic_root, 0, "cpu",
+                    EvalConfig(batch_size=8, limit=12, n_boot=30), progress=False)
+    base = out / "tiny-llava" / "base"
+    rec = json.loads((base / "run.json").read_text())
+    for name in names:
+        score = json.loads((base / "scores" / f"{name}.json").read_text())
+        assert score["protocol"] == name and score["ci"] and score["judge"]["requests"] + score["judge"]["cache_hits"]
+        assert (base / "judge" / f"{name}.jsonl").exists() and rec["benchmarks"][name]["fingerprint"]
+    md = write_leaderboard(out)["md"].read_text()
+    assert "LLaVA-Bench relative (annotation judge)" in md and "MMHal score (annotation judge)" in md
