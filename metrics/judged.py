@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.io import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
+from bench.judges import make_judge
 
 
 @dataclass
@@ -60,8 +61,6 @@ def _table(records: Iterable[dict], judge_id: str) -> tuple[dict[tuple[str, str]
 
 
 def build_judge(spec: str, settings: Mapping[str, Any], cache_dir: Path | None = None) -> Any:
-    from bench.judges import make_judge  # judges import metrics modules lazily; keep the edge one-way here
-
     return make_judge(spec, cache_dir=cache_dir, **dict(settings))
 
 
