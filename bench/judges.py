@@ -8,7 +8,8 @@ A judge is a callable ``judge(prompt, attempt=0) -> reply``. Two entries:
   Settings: model id, base URL (argument, else ``$BENCH_JUDGE_BASE_URL``, else the OpenAI URL), the
   *name* of the environment variable that holds the API key (default ``OPENAI_API_KEY``; ``None`` for a
   keyless local server), temperature, max_tokens and any extra request fields (HA-DPO also sends
-  ``top_p``, ``stop`` and ``logit_bias``). Robustness: a per-request timeout; bounded attempts with
+  ``top_p``, ``stop`` and ``logit_bias``) and an optional system message (LLaVA's reviewer sends one; it
+  enters the judge id). Robustness: a per-request timeout; bounded attempts with
   exponential backoff on HTTP 429 (``Retry-After`` honoured, in seconds or as an HTTP date), 5xx,
   timeouts, dropped connections and malformed (non-JSON / choice-less) bodies; any other 4xx fails at
   once; a minimum interval between requests (a simple rate limit). The key is read from the environment
@@ -170,7 +171,8 @@ class OpenAIJudge(CachedJudge):
     def __init__(self, model: str = "gpt-4", temperature: float = 0.7, max_tokens: int = 800,
                  base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
                  max_retries: int = 6, min_interval: float = 0.5, backoff: float = 2.0, max_sleep: float = 60.0,
-                 extra: dict | None = None, cache_dir: str | os.PathLike | None = None, **unknown: Any):
+                 extra: dict | None = None, system: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 **unknown: Any):
         if unknown:
             raise JudgeError(f"judge openai: unknown setting(s) {', '.join(sorted(unknown))}")
         self.model, self.temperature, self.max_tokens = model, float(temperature), int(max_tokens)
@@ -180,9 +182,12 @@ class OpenAIJudge(CachedJudge):
             raise JudgeError(f"judge base URL (argument or $BENCH_JUDGE_BASE_URL): {exc}") from None
         self.api_key_env = api_key_env
         self.extra = dict(extra or {})
+        self.system = system  # a system message sent before the prompt (LLaVA's reviewers send one)
         self.judge_id = f"openai:{model}:t{_fmt(self.temperature)}:m{self.max_tokens}"
         if self.extra:
             self.judge_id += ":" + sha256_text(json.dumps(self.extra, sort_keys=True))[:8]
+        if system is not None:
+            self.judge_id += ":sys" + sha256_text(system)[:8]
         # the transport (retries, Retry-After, rate limit, key hygiene) is the shared client; ``_sleep`` is
         # looked up at call time so tests can record this module's waits
         self.client = ChatClient(self.base_url, api_key_env, key_required=True, timeout=timeout,
@@ -209,8 +214,9 @@ class OpenAIJudge(CachedJudge):
         return []
 
     def body(self, prompt: str) -> dict:
-        return chat_body(self.model, [{"role": "user", "content": prompt}], self.temperature, self.max_tokens,
-                         **self.extra)
+        messages = [{"role": "system", "content": self.system}] if self.system is not None else []
+        return chat_body(self.model, messages + [{"role": "user", "content": prompt}], self.temperature,
+                         self.max_tokens, **self.extra)
 
     def reply_with_meta(self, prompt: str) -> tuple[str, dict]:
         content, payload = self.client.complete(self.body(prompt))

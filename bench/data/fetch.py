@@ -785,6 +785,17 @@ def nltk_step(ctx: FetchContext) -> None:
         print(f"NLTK data in {target}: export BENCH_NLTK_DATA={target}", file=sys.stderr)
 
 
+def mmhal_check_images(ctx: FetchContext) -> None:
+    """Every image the MMHal-Bench template names (``basename(image_src)``) must be under ``mmhal/images/``."""
+    template = ctx.root / "mmhal" / "response_template.json"
+    if not template.exists():
+        return
+    names = [str(r.get("image_src", "")).split("?", 1)[0].rsplit("/", 1)[-1] for r in read_json(template)]
+    for name in names:
+        if not (ctx.root / "mmhal" / "images" / name).exists():
+            ctx.note_missing(f"mmhal/images/{name}", "not in the MMHal-Bench image folder")
+
+
 # ------------------------------------------------------------------------------------------ OPA-DPO (manual)
 OPA_DRIVE = "https://drive.google.com/drive/folders/1Xmrb43zIbk3IzLLRQx65iBf7J4SHXa9j"
 OPA_MANUAL = f"""OPA-DPO's data cannot be fetched automatically: the authors publish their LLaVA-1.5 rollouts with
@@ -900,6 +911,9 @@ COCO_ANN = {f"annotations/{k}_{s}2014.json": f"coco/annotations/{k}_{s}2014.json
             for k in ("instances", "captions") for s in ("train", "val")}
 MHALU_REV = "03918b3536e972e838f1ab8e683e8d0153d85f16"
 POVID_REV = "5a8be9420b40865a5d70aa38afeea23cbd947ade"
+RLAIFV_REV = "83d917b2e8118ca8e7877a796d72af9bb3e6b356"
+MMHAL_REV = "8c04a4a8ae40b80763eee9b3eadf115e2267bfa6"  # "Update loading script", Nov 2023: images/ + template
+LLAVA_BENCH_REV = "9773b6fd2be88d4ced480dcd9bfd4ce76e47f79b"  # the hub's main (Jul 2023)
 
 
 def _sources() -> dict[str, Source]:
@@ -958,6 +972,20 @@ def _sources() -> dict[str, Source]:
                 for n in ("MHaluBench_val-v0.1.json", "MHaluBench_val-v0.2.json", "MHaluBench_train.json")]
                + [HubFolder("openkg/MHaluBench", ("data/image-to-text/*",), "mhalubench/raw", MHALU_REV)],
                licence="MIT", pinned=f"HF revision {MHALU_REV[:12]} (from the hub's file pages)"),
+        Source("mmhal", "MMHal-Bench: the 96-question answer template (RLAIF-V's copy) + its images (Shengcao1006/MMHal-Bench)",
+               [UrlFile("mmhal/response_template.json",
+                        (f"{RAW}/RLHF-V/RLAIF-V/{RLAIFV_REV}/eval/data/mmhal-bench_answer_template.json",),
+                        "28ed24e19ffef292597c35f1dad37760b2e0a088b3b40ca3b50f105fc1b951bb", 50519),
+                HubFolder("Shengcao1006/MMHal-Bench", ("images/*",), "mmhal", MMHAL_REV)],
+               post=[mmhal_check_images], licence="Apache-2.0 (MMHal-Bench)",
+               pinned=f"raw GitHub at RLHF-V/RLAIF-V@{RLAIFV_REV[:12]} (sha256 of that blob); images HF revision"
+                      f" {MMHAL_REV[:12]} (digests recorded at fetch)"),
+        Source("llava-bench", "LLaVA-Bench (in-the-wild): questions, context, GPT-4 reference answers, 24 images"
+                              " (liuhaotian/llava-bench-in-the-wild)",
+               [HubFile("liuhaotian/llava-bench-in-the-wild", n, f"llava-bench/{n}", LLAVA_BENCH_REV)
+                for n in ("questions.jsonl", "context.jsonl", "answers_gpt4.jsonl")]
+               + [HubFolder("liuhaotian/llava-bench-in-the-wild", ("images/*",), "llava-bench", LLAVA_BENCH_REV)],
+               licence="Apache-2.0", pinned=f"HF revision {LLAVA_BENCH_REV[:12]} (digests recorded at fetch)"),
         Source("nltk", "NLTK data for CHAIR's WordNet flavour: punkt_tab, averaged_perceptron_tagger_eng, wordnet",
                post=[nltk_step], licence="see the NLTK data index",
                pinned="nltk.download (its index; no digest pinned here, recorded at fetch)"),

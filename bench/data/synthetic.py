@@ -15,6 +15,7 @@ Layout written under ``root`` (see docs/CONVENTIONS.md):
 ``coco/{train2014,val2014}/*.png``, ``coco/annotations/{instances,captions}_{train,val}2014.json``,
 ``pope/v3/coco_pope_{random,popular,adversarial}.json``, ``chair/synthetic_eval.jsonl``,
 ``shr/{images,regions,facts}.jsonl``, ``mhalubench/claims.jsonl``, ``pretrain/train.jsonl``,
+``mmhal/`` and ``llava-bench/`` (:mod:`bench.data.synthetic_judged`),
 ``preference/pairs.jsonl`` (method-agnostic PreferenceRecord JSONL) and ``manifest.json``.
 """
 
@@ -306,6 +307,9 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 2000, n_ev
 
     _write_shr(root, evals)
     _write_mhalubench(root, evals, rng)
+    from bench.data.synthetic_judged import write_judged  # imports this module: import here, not at the top
+
+    write_judged(root, seed)  # MMHal- and LLaVA-Bench-style questions (own RNG stream; other files unchanged)
 
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {"generator": "bench.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
