@@ -63,9 +63,9 @@ def test_a_wrong_expected_value_fails_with_its_key(tmp_path):
 @requires_nltk
 def test_association_word_marks_its_truth_word_and_safe_words_count_but_never_hallucinate():
     data = tiny_data([], ASSOC)
-    rec = judge_generative("A puppy sits under a light next to a bird and a bird.", ["dog"], ["bird"], data,
-                           NoSimilarity())
-    assert rec["nouns"] == ["puppy", "light", "bird", "bird"]  # duplicates kept, vocabulary words only
+    rec = judge_generative("In this image there is a kitten, the light, a bird and the bird.", ["cat"], ["bird"],
+                           data, NoSimilarity())
+    assert rec["nouns"] == ["kitten", "light", "bird", "bird"]  # duplicates kept, vocabulary words only
     assert rec["hallucinated"] == ["bird", "bird"]
     assert (rec["covered"], rec["n_truth"], rec["cog"], rec["n_hallu"]) == (1, 1, 1, 1)
     assert rec["n_nouns"] == 4  # the global safe word "light" is in the denominator
@@ -86,7 +86,8 @@ def test_similar_truth_word_saves_a_noun_and_similarity_is_asked_in_reference_or
     sim = PairSimilarity({("kitten", "dog")})
     rec = judge_generative("A kitten.", ["dog"], ["bird"], data, sim)
     assert rec["hallucinated"] == [] and rec["covered"] == 1
-    assert sim.asked == [("kitten", "bird"), ("kitten", "puppy")]  # hallucination list first, then safe list
+    # hallucination list first, then the safe list (associations before the words) up to the first hit
+    assert sim.asked == [("kitten", "bird"), ("kitten", "puppy"), ("kitten", "dog")]
     rec = judge_generative("A kitten.", ["dog"], ["bird"], data, NoSimilarity())
     assert rec["hallucinated"] == ["kitten"] and rec["covered"] == 0
 
