@@ -456,22 +456,25 @@ class AmberProtocol(Benchmark):
                 "cog": ("AMBER Cog", False), "accuracy": ("AMBER Acc", True), "f1": ("AMBER F1", True)}
 
     # ------------------------------------------------------------------ resources
-    def similarity(self):
-        return make_backend(self.params["similarity"] or "none", self.params.get("similarity_threshold", 0.8))
+    @classmethod
+    def similarity(cls):
+        return make_backend(cls.params["similarity"] or "none", cls.params.get("similarity_threshold") or 0.8)
 
-    def _needs_similarity(self) -> bool:
-        return "g" in self.params["tasks"] and bool(self.params["similarity"])
+    @classmethod
+    def _needs_similarity(cls) -> bool:
+        return "g" in cls.params["tasks"] and bool(cls.params["similarity"])
 
-    def missing_resources(self, data_root: Path) -> list[str]:
-        """Human-readable missing pieces with how to get them (empty: ready)."""
+    @classmethod
+    def missing_resources(cls, data_root: Path) -> list[str]:
+        """Human-readable missing pieces with how to get them (empty: ready); callable on the class (preflight)."""
         out = []
-        absent = nltk_data.missing(NLTK_NEEDS, [Path(data_root) / "nltk_data"]) if "g" in self.params["tasks"] else []
+        absent = nltk_data.missing(NLTK_NEEDS, [Path(data_root) / "nltk_data"]) if "g" in cls.params["tasks"] else []
         if absent:
             out.append(f"NLTK data {', '.join(absent)} (AMBER noun extraction): `{nltk_data.FETCH_HINT}` then"
                        f" export {nltk_data.ENV_VAR}=<data root>/nltk_data")
-        if self._needs_similarity():
-            out += [f"{msg} — or run the protocol without the similarity step: {self.name}-nosim"
-                    if not self.name.endswith("-nosim") else msg for msg in self.similarity().missing()]
+        if cls._needs_similarity():
+            out += [f"{msg} — or run the protocol without the similarity step: {cls.name}-nosim"
+                    if not cls.name.endswith("-nosim") else msg for msg in cls.similarity().missing()]
         if not _is_synthetic(data_root) and not (Path(data_root) / "amber" / "annotations.json").exists():
             images = Path(data_root) / "amber" / "images"
             if not images.is_dir() or not any(images.glob("AMBER_*")):

@@ -238,20 +238,23 @@ class ObjHalProtocol(Benchmark):
     headline = {"chair_s": ("Object HalBench CHAIR_s", False), "chair_i": ("Object HalBench CHAIR_i", False),
                 "recall": ("Object HalBench recall", True)}
 
-    def questions_file(self, data_root: Path) -> Path:
-        return Path(data_root) / self.params["questions"]
+    @classmethod
+    def questions_file(cls, data_root: Path) -> Path:
+        return Path(data_root) / cls.params["questions"]
 
-    def missing_resources(self, data_root: Path) -> list[str]:
+    @classmethod
+    def missing_resources(cls, data_root: Path) -> list[str]:
+        """Human-readable missing pieces with how to get them (empty: ready); callable on the class (preflight)."""
         out = []
         absent = nltk_data.missing(NLTK_NEEDS, [Path(data_root) / "nltk_data"])
         if absent:
             out.append(f"NLTK data {', '.join(absent)} (Object HalBench word processing): `{nltk_data.FETCH_HINT}`"
                        f" then export {nltk_data.ENV_VAR}=<data root>/nltk_data")
         if not _is_synthetic(data_root):
-            if not self.questions_file(data_root).exists():
-                out.append(f"{self.questions_file(data_root)} not found: python -m bench data fetch objhal --root"
+            if not cls.questions_file(data_root).exists():
+                out.append(f"{cls.questions_file(data_root)} not found: python -m bench data fetch objhal --root"
                            f" {data_root}")
-            absent_ann = [p.name for p in self.annotation_files(data_root) if not p.exists()]
+            absent_ann = [p.name for p in cls.annotation_files(data_root) if not p.exists()]
             if absent_ann and not (Path(data_root) / "objhal" / "gt_objects.json").exists():
                 out.append(f"COCO annotations {', '.join(absent_ann)} (Object HalBench ground truth): python -m"
                            f" bench data fetch coco-val2014 --root {data_root}")
@@ -290,9 +293,10 @@ class ObjHalProtocol(Benchmark):
         return [EvalItem(str(r["image_id"]), str(Path(data_root) / r["image"]), r["question"],
                          {"image_id": r["image_id"]}) for r in self.rows(data_root)]
 
-    def annotation_files(self, data_root: Path) -> list[Path]:
+    @classmethod
+    def annotation_files(cls, data_root: Path) -> list[Path]:
         ann = Path(data_root) / "coco" / "annotations"
-        return [ann / f"{kind}_{s}.json" for kind in ("instances", "captions") for s in self.params["gt_splits"]]
+        return [ann / f"{kind}_{s}.json" for kind in ("instances", "captions") for s in cls.params["gt_splits"]]
 
     def data_files(self, data_root: Path) -> list[Path]:
         return [self.questions_file(data_root), *self.annotation_files(data_root)]

@@ -49,6 +49,13 @@ def test_copied_reference_fixtures_pass():
 
 
 @requires_nltk
+def test_fixtures_made_for_bench_pass():
+    """tests/data/parity/amber: d, a, dr, da evaluation types and generative edge cases, made by the reference."""
+    results = run_parity(TEST_DATA / "parity" / "amber", TEST_DATA)
+    assert len(results) == 5 and all(r.ok for r in results), results
+
+
+@requires_nltk
 def test_a_wrong_expected_value_fails_with_its_key(tmp_path):
     shutil.copytree(PARITY, tmp_path / "amber")
     path = tmp_path / "amber" / "expected_visG.json"
@@ -176,6 +183,7 @@ def test_protocol_needing_spacy_refuses_before_generation_when_absent(world, mon
     monkeypatch.setattr(SpacySimilarity, "missing", lambda self: ["spaCy model en_core_web_lg is not installed"])
     bench = BENCHMARKS.get("amber-g")()
     assert any("en_core_web_lg" in m for m in bench.missing_resources(world))
+    assert BENCHMARKS.get("amber-g").missing_resources(world) == bench.missing_resources(world)  # class-callable
     with pytest.raises(BenchError, match="amber-g-nosim"):
         bench.items(world)
     with pytest.raises(BenchError, match="en_core_web_lg"):

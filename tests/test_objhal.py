@@ -23,6 +23,13 @@ def test_copied_reference_fixture_passes():
 
 
 @requires_nltk
+def test_fixture_made_for_bench_passes():
+    """tests/data/parity/objhal: repeated images, empty answers, plurals, two-word objects, made by the reference."""
+    (res,) = run_parity(TEST_DATA / "parity" / "objhal", TEST_DATA)
+    assert res.ok, res.first_diff
+
+
+@requires_nltk
 def test_a_wrong_printed_value_fails(tmp_path):
     shutil.copytree(PARITY, tmp_path / "objhal")
     path = tmp_path / "objhal" / "expected_vA.json"
