@@ -18,6 +18,7 @@ Docs are cached per word (the reference re-parses each word on every call; the r
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Callable
 
 from bench.errors import BenchError
@@ -56,7 +57,7 @@ class SpacySimilarity:
             return [f"spaCy is not installed (AMBER's similarity step): {SPACY_INSTALL.format(model=self.model)}"]
         import spacy.util  # optional dependency, only once it is known to be installed
 
-        if not spacy.util.is_package(self.model):
+        if not spacy.util.is_package(self.model) and not Path(self.model).is_dir():  # a package or a saved model folder
             return [f"spaCy model {self.model} is not installed (AMBER's similarity step): python -m spacy download"
                     f" {self.model}"]
         return []

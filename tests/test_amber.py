@@ -256,3 +256,19 @@ def test_annotations_with_ids_out_of_order_are_rejected(tmp_path):
         (folder / name).write_text(text)
     with pytest.raises(DataError, match="annotations\\[id - 1\\]"):
         load_data(folder)
+
+
+@requires_nltk
+def test_spacy_backend_with_a_vectors_model_saves_a_near_synonym(tmp_path):
+    """Runs only where spaCy is installed (the `amber` extra); a tiny vectors-only model stands in for
+    en_core_web_lg (a saved model folder is accepted wherever a package name is)."""
+    spacy = pytest.importorskip("spacy", reason="spaCy not installed (pip install '.[amber]')")
+    nlp = spacy.blank("en")
+    for word, vec in {"cat": [1, 0, 0], "kitten": [0.95, 0.1, 0], "dog": [0, 1, 0]}.items():
+        nlp.vocab.set_vector(word, np.array(vec, dtype="float32"))
+    nlp.to_disk(tmp_path / "model")
+    sim = make_backend(f"spacy:{tmp_path / 'model'}", 0.8)
+    assert sim.missing() == [] and sim.similar("kitten", "cat") and not sim.similar("kitten", "dog")
+    data = tiny_data([], {"cat": [], "dog": [], "kitten": [], "bird": []}, safe=())
+    rec = judge_generative("In this image there is a kitten and a bird.", ["cat"], ["dog"], data, sim)
+    assert rec["hallucinated"] == ["bird"] and rec["covered"] == 1
