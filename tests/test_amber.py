@@ -272,3 +272,22 @@ def test_spacy_backend_with_a_vectors_model_saves_a_near_synonym(tmp_path):
     data = tiny_data([], {"cat": [], "dog": [], "kitten": [], "bird": []}, safe=())
     rec = judge_generative("In this image there is a kitten and a bird.", ["cat"], ["dog"], data, sim)
     assert rec["hallucinated"] == ["bird"] and rec["covered"] == 1
+
+
+@requires_nltk
+def test_a_missing_image_is_reported_with_its_id_in_the_score_file(world, tmp_path):
+    """The engine skips an item whose image is missing ({id: "image not found: ..."}); the harness merges that
+    into the score file's ``skipped`` and everything else is scored."""
+    from bench.io import read_json, write_jsonl
+    from bench.pipeline import EvalConfig, score_predictions
+
+    bench = BENCHMARKS.get("amber-d")()
+    items = bench.items(world)
+    lost = items[3]
+    preds = [{"id": it.id, "text": "No", "key": "k"} for it in items if it.id != lost.id]
+    write_jsonl(tmp_path / "pred.jsonl", preds)
+    score = score_predictions(bench, tmp_path / "pred.jsonl", world, tmp_path / "scores" / "amber-d.json",
+                              EvalConfig(n_boot=10), {lost.id: f"image not found: {lost.image}"})
+    on_disk = read_json(tmp_path / "scores" / "amber-d.json")
+    assert on_disk["skipped"] == {"count": 1, "reasons": {lost.id: f"image not found: {lost.image}"}}
+    assert score["n"] == len(items) - 1 and on_disk["protocol"] == "amber-d"
