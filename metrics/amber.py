@@ -73,6 +73,7 @@ import numpy as np
 
 from bench import nltk_data
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
+from bench.data.synthetic_amber import ensure_amber
 from bench.errors import BenchError, DataError
 from bench.io import read_json
 from bench.registry import BENCHMARKS
@@ -491,8 +492,6 @@ class AmberProtocol(Benchmark):
     def data(self, data_root: Path) -> AmberData:
         root = Path(data_root)
         if _is_synthetic(root):
-            from bench.data.synthetic_amber import ensure_amber  # the synthetic world only (writes on first use)
-
             ensure_amber(root)
         folder = root / "amber"
         return load_data(folder if (folder / "annotations.json").exists() else None)

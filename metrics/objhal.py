@@ -48,6 +48,7 @@ import numpy as np
 
 from bench import nltk_data
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
+from bench.data.synthetic_amber import ensure_objhal
 from bench.errors import BenchError, DataError
 from bench.io import atomic_write_json, iter_jsonl, read_json, sha256_file, sha256_text
 from bench.registry import BENCHMARKS
@@ -263,8 +264,6 @@ class ObjHalProtocol(Benchmark):
     def rows(self, data_root: Path) -> list[dict]:
         root = Path(data_root)
         if _is_synthetic(root):
-            from bench.data.synthetic_amber import ensure_objhal  # the synthetic world only (writes on first use)
-
             ensure_objhal(root)
         path = self.questions_file(root)
         if not path.exists():

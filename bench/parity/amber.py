@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.parity import Case, CaseResult, case_name, first_difference
+from metrics.amber import judge_responses, load_data, reference_printout
+from metrics.amber_similarity import make_backend
+from metrics.chair_words import ensure_nltk
 
 EVALUATION_TYPES = ("a", "g", "d", "de", "da", "dr")
 
@@ -36,10 +39,6 @@ def _is_amber(exp: Any) -> bool:
 
 
 def check_case(expected_path: Path, responses_path: Path, name: str) -> CaseResult:
-    from metrics.amber import judge_responses, load_data, reference_printout
-    from metrics.amber_similarity import make_backend
-    from metrics.chair_words import ensure_nltk
-
     exp = _load(expected_path)
     rows = _load(responses_path)
     if not isinstance(rows, list) or not all(isinstance(r, dict) and {"id", "response"} <= r.keys() for r in rows):

@@ -17,7 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.io import read_jsonl
 from bench.parity import Case, CaseResult, case_name, first_difference
+from metrics.chair_words import ensure_nltk
+from metrics.objhal import judge_response, load_gt_file, printed_summary, reference_overall, vocabulary
 
 TOL = 1e-9
 
@@ -35,10 +38,6 @@ def _is_objhal(exp: Any) -> bool:
 
 
 def check_case(expected: Path, captions: Path, gt_path: Path, name: str) -> CaseResult:
-    from bench.io import read_jsonl
-    from metrics.chair_words import ensure_nltk
-    from metrics.objhal import judge_response, load_gt_file, printed_summary, reference_overall, vocabulary
-
     exp = _load(expected)
     ensure_nltk("wordnet")
     gt = load_gt_file(gt_path)
