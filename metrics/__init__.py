@@ -3,7 +3,7 @@
 
 import importlib
 
-for _name in ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench"):
+for _name in ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench", "amber", "objhal"):
     try:
         importlib.import_module(f"metrics.{_name}")
     except ModuleNotFoundError as exc:  # a scorer module not written yet

@@ -300,6 +300,16 @@ def _lemma(word: str, pos: str) -> str:
     return _lemmatizer().lemmatize(word, pos=pos)
 
 
+def pos_tag(words: list[str]) -> list[tuple[str, str]]:
+    """``nltk.pos_tag`` (English perceptron tagger, Penn tags) with the cached, vectorised tagger."""
+    return _tagger().tag(words)
+
+
+def lemma(word: str, pos: str = "n") -> str:
+    """``WordNetLemmatizer().lemmatize(word, pos)``, cached (``pos`` defaults to noun, as NLTK's)."""
+    return _lemma(word, pos)
+
+
 def lemmatize_pos(words: list[str]) -> list[str]:
     """``pos_tag`` + ``WordNetLemmatizer().lemmatize(w, pos)`` per token (the OPERA flavour)."""
     return [_lemma(w, _wordnet_pos(t)) for w, t in _tagger().tag(words)]

@@ -27,6 +27,7 @@ Guarantees:
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import io
 import json
@@ -726,6 +727,39 @@ def hadpo_images(ctx: FetchContext) -> None:
             place_image(src, ctx.root / "hadpo" / "llava-v1.5" / f"{iid}.jpg")
 
 
+def objhal_convert(ctx: FetchContext) -> None:
+    """Object HalBench's released question file (one JSON object per line: ``image_id``, ``question``, the
+    image as base64 ``image``) → ``objhal/images/<image_id>.jpg`` + ``objhal/questions.jsonl``. The file is
+    checked against its git blob id at the pinned commit (no sha256 is published)."""
+    src = ctx.root / OBJHAL_RAW
+    raw = src.read_bytes()
+    blob = hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
+    if blob != OBJHAL_BLOB:
+        raise FetchError(f"{src}: git blob id {blob[:12]} differs from {OBJHAL_BLOB[:12]} (RLAIF-V@{OBJHAL_REV[:7]})")
+    rows = []
+    for line_no, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            rel = f"objhal/images/{int(rec['image_id'])}.jpg"
+            image, question = base64.b64decode(rec["image"]), rec["question"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(src, f"not an Object HalBench question row ({exc})", line=line_no) from None
+        dest = ctx.root / rel
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            part = dest.with_name(dest.name + ".part")
+            part.write_bytes(image)
+            os.replace(part, dest)
+        _record_written(ctx, rel)
+        rows.append({"image_id": int(rec["image_id"]), "question": question, "image": rel})
+    write_jsonl(ctx.root / "objhal" / "questions.jsonl", rows)
+    _record_written(ctx, "objhal/questions.jsonl")
+    ctx.manifest.save()
+    ctx.log(f"objhal: {len(rows)} questions, images under objhal/images/")
+
+
 def povid_images(ctx: FetchContext) -> None:
     """``--with-images``: the COCO train2014 images of the POVID file, one by one, into
     ``coco/train2014/`` (ids are ``COCO_train2014_<12 digits>``)."""
@@ -909,6 +943,10 @@ VG_HOSTS = ("https://homes.cs.washington.edu/~ranjay/visualgenome/data/dataset",
             "http://visualgenome.org/static/data/dataset")
 COCO_ANN = {f"annotations/{k}_{s}2014.json": f"coco/annotations/{k}_{s}2014.json"
             for k in ("instances", "captions") for s in ("train", "val")}
+AMBER_HF_REV = "f75c8afc54bdfaa2ecad4f1c04a23801113ec9e3"  # stzhao/amber: AMBER.zip (LFS sha256 below)
+OBJHAL_REV = "83d917b2e8118ca8e7877a796d72af9bb3e6b356"  # RLHF-V/RLAIF-V
+OBJHAL_BLOB = "cb8e15a81a1ddf720f306fda0decefb1ed80c31f"  # git blob id of obj_halbench_300_with_image.jsonl there
+OBJHAL_RAW = "objhal/raw/obj_halbench_300_with_image.jsonl"
 MHALU_REV = "03918b3536e972e838f1ab8e683e8d0153d85f16"
 POVID_REV = "5a8be9420b40865a5d70aa38afeea23cbd947ade"
 RLAIFV_REV = "83d917b2e8118ca8e7877a796d72af9bb3e6b356"
@@ -986,6 +1024,20 @@ def _sources() -> dict[str, Source]:
                 for n in ("questions.jsonl", "context.jsonl", "answers_gpt4.jsonl")]
                + [HubFolder("liuhaotian/llava-bench-in-the-wild", ("images/*",), "llava-bench", LLAVA_BENCH_REV)],
                licence="Apache-2.0", pinned=f"HF revision {LLAVA_BENCH_REV[:12]} (digests recorded at fetch)"),
+        Source("amber", "AMBER's 1004 images (AMBER.zip) → amber/images/AMBER_<n>.jpg; annotations and queries ship"
+                        " with the package (metrics/data/amber)",
+               [HubFile("stzhao/amber", "AMBER.zip", "amber/AMBER.zip", AMBER_HF_REV,
+                        "b4b95686f4f562eab09d449c2e6483df4071e312e73394a2741d5f76f851489c")],
+               post=[extract_archive_flat("amber/AMBER.zip", "amber/images")], licence="Apache-2.0 (junyangwang0410/AMBER)",
+               pinned=f"HF mirror stzhao/amber@{AMBER_HF_REV[:12]}, sha256 = its LFS object id (415095542 bytes); the"
+                      " authors' original is a Google Drive file (README of junyangwang0410/AMBER@534babf) with no"
+                      " published digest, so the mirror's contents could not be compared with it offline"),
+        Source("objhal", "Object HalBench: RLAIF-V's 300-question file with base64 images → objhal/questions.jsonl +"
+                         " objhal/images/; ground truth from the COCO 2014 annotations",
+               [UrlFile(OBJHAL_RAW, (f"{RAW}/RLHF-V/RLAIF-V/{OBJHAL_REV}/eval/data/obj_halbench_300_with_image.jsonl",))],
+               requires=["coco-val2014"], post=[objhal_convert], licence="CC BY-NC 4.0 (RLAIF-V data); COCO terms",
+               pinned=f"raw GitHub at RLAIF-V@{OBJHAL_REV[:12]}, checked against git blob {OBJHAL_BLOB[:12]} (sha256"
+                      " recorded at first fetch)"),
         Source("nltk", "NLTK data for CHAIR's WordNet flavour: punkt_tab, averaged_perceptron_tagger_eng, wordnet",
                post=[nltk_step], licence="see the NLTK data index",
                pinned="nltk.download (its index; no digest pinned here, recorded at fetch)"),

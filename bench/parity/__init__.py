@@ -30,7 +30,7 @@ from typing import Any, Callable, TextIO
 
 from bench.errors import BenchError
 
-DISCOVERERS: tuple[str, ...] = ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench")
+DISCOVERERS: tuple[str, ...] = ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench", "amber", "objhal")
 
 
 @dataclass
