@@ -198,8 +198,10 @@ def test_html_page_is_self_contained_with_sortable_table_and_plots():
     page = render_all(collect(FIXTURE), ["html"])["html"]
     assert page.startswith("<!DOCTYPE html>") and '<table class="lb" id="leaderboard">' in page
     assert page.count('<tr data-i="') == 4 and 'data-key="chair:chair_i"' in page and 'data-better="lower"' in page
-    # 7 bar charts (one per column) + 1 CHAIR_i-vs-recall trade-off plot, all inline PNG
-    assert page.count('src="data:image/png;base64,') == 8 and "CHAIR_i vs recall (chair)" in page
+    # one value plot per protocol (pope-hadpo, chair) + 1 CHAIR_i-vs-recall trade-off plot, all inline PNG; the
+    # fixture records carry no per-item details, so there is no difference table and no forest plot
+    assert page.count('src="data:image/png;base64,') == 3 and "Hallucination vs coverage (protocol chair)" in page
+    assert 'id="delta"' not in page and 'href="plots/chair-tradeoff.svg"' in page
     assert "<script>" in page and "addEventListener('click'" in page
     assert "http://" not in page and "https://" not in page and "<link" not in page  # no external resource
     assert "Protocols: pope-hadpo v3" in page and "Date: 2026-11-21" in page
