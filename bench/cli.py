@@ -46,9 +46,13 @@ def cmd_run(args) -> int:
     print(f"bench run: model={cfg.model} methods={','.join(cfg.methods)} benchmarks={','.join(cfg.benchmarks)}"
           f" out={cfg.out} config_hash={config_hash(cfg)}", file=sys.stderr)
     summary = run(cfg, progress=not args.quiet, resume=not args.no_resume)
-    md = Path(cfg.out) / "leaderboard.md"
-    if md.exists():
-        print(md.read_text())
+    if "leaderboard" in summary:  # the main process; the summary table + files (bench/summary.py)
+        from bench.models.loading import model_entry
+        from bench.summary import print_summary
+
+        base = Path(cfg.out) / model_entry(cfg.model).name / "base"
+        print_summary([base, *summary["methods"].values()], as_json=args.json,
+                      extra_files=summary["leaderboard"].values())
     print(f"done in {summary['wall_s']} s; outputs under {cfg.out}", file=sys.stderr)
     return 0
 
@@ -90,8 +94,10 @@ def cmd_eval(args) -> int:
     res = eval_checkpoint(args.model, args.adapter, label, resolve_benchmarks(_split(args.benchmarks), entry), out,
                           data_root_for(entry, args.data_root), args.seed, resolve_device(args.device), ecfg,
                           progress=not args.quiet)
-    for name, score in res.items():
-        print(name, json.dumps(score.get("metrics", {}), indent=None))
+    if res:  # rank 0 under a distributed launch: the summary table + files (bench/summary.py)
+        from bench.summary import print_summary
+
+        print_summary([out], as_json=args.json)
     if args.verify_against_bs1:
         from bench.eval.engine import verify_against_bs1
         from bench.models.loading import load_for_eval
@@ -119,6 +125,14 @@ def cmd_score(args) -> int:
                                 run_dir / "scores" / f"{name}.json", EvalConfig())
         print(name, json.dumps(res.get("metrics", {})))
     return 0
+
+
+def cmd_show(args) -> int:
+    from bench.pipeline import load_plugins
+    from bench.samples import main_show
+
+    load_plugins()
+    return main_show(Path(args.run_dir), args.benchmark, wrong=args.wrong, limit=args.limit, as_json=args.json)
 
 
 def cmd_list(args) -> int:
@@ -183,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None)
     sp.add_argument("--config", default=None, help="YAML file")
     sp.add_argument("--no-resume", action="store_true", help="retrain finished stages")
+    sp.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     common(sp)
     sp.set_defaults(func=cmd_run)
 
@@ -205,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     sp.add_argument("--verify-against-bs1", dest="verify_against_bs1", type=int, default=0, metavar="N",
                     help="re-decode N random items at batch 1 without caching and report the agreement")
+    sp.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     common(sp)
     sp.set_defaults(func=cmd_eval)
 
@@ -213,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--benchmarks", required=True)
     sp.add_argument("--data-root", dest="data_root", required=True)
     sp.set_defaults(func=cmd_score)
+
+    sp = sub.add_parser("show", help="print per-sample records of a run (samples/<benchmark>.jsonl)")
+    sp.add_argument("run_dir")
+    sp.add_argument("--benchmark", required=True)
+    sp.add_argument("--wrong", action="store_true", help="only the items the scorer counted incorrect")
+    sp.add_argument("--limit", type=int, default=None, help="print at most N records")
+    sp.add_argument("--json", action="store_true", help="one JSON record per line")
+    sp.set_defaults(func=cmd_show)
 
     sp = sub.add_parser("list", help="list registered methods, benchmarks, models, judges")
     sp.set_defaults(func=cmd_list)

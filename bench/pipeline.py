@@ -18,6 +18,7 @@ from bench.errors import BenchError
 from bench.io import atomic_write_json, read_jsonl, sha256_file, sha256_text
 from bench.records import file_hashes, new_record, update_record
 from bench.registry import BENCHMARKS, METHODS
+from bench.samples import samples_path, write_samples
 
 
 @dataclass
@@ -266,6 +267,8 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
         sk.setdefault("reasons", {}).update({k: v for k, v in skipped.items()})
         sk["count"] = len(sk["reasons"])
     atomic_write_json(score_path, result)
+    write_samples(samples_path(score_path.parent.parent, bench.name),
+                  bench.sample_rows(result, preds, bench.items(data_root)))
     return result
 
 

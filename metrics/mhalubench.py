@@ -338,6 +338,12 @@ class MHaluBenchProtocol(Benchmark):
             return [None] * n, [rid]
         return parse_detector_output(texts[rid], n), []
 
+    def sample_verdict(self, detail: dict) -> dict:
+        """Per-sample log (one claim): the parsed label, the gold label, correct = they are equal (an
+        unparseable output is incorrect)."""
+        return {"correct": detail.get("parsed") == detail.get("gold"), "answer": detail.get("parsed"),
+                "label": detail.get("gold")}
+
     def score(self, predictions: list[dict], data_root: Path, n_boot: int = 1000, limit: int | None = None,
               seed: int = 0) -> dict:
         policy = self.params["policy"]

@@ -570,6 +570,13 @@ class ShrProtocol(Benchmark):
         return evaluate(inputs, source, self.params["max_attempts"]), judge, ignored
 
     # -------------------------------------------------------------- score
+    def sample_verdict(self, detail: dict) -> dict:
+        """Per-sample log (one image): the judge's sentence labels; correct = judged and no sentence labelled
+        hallucination (None when the judgement failed)."""
+        labels = detail.get("labels") or []
+        ok = detail.get("status") == "ok"
+        return {"correct": (all(lab != "hallucination" for lab in labels) if ok else None), "labels": labels}
+
     def score(self, predictions: list[dict], data_root: Path, judge_replies: Iterable[dict] | str | Path | None = None,
               cache_dir: Path | None = None, n_boot: int = 1000, limit: int | None = None, judge: Any = None,
               **_: Any) -> dict:
