@@ -155,7 +155,7 @@ def cmd_leaderboard(args) -> int:
     from bench.leaderboard.cli import main_leaderboard
 
     return main_leaderboard(out=Path(args.out), formats=_split(args.formats), paper=args.paper,
-                            check=Path(args.check) if args.check else None)
+                            check=Path(args.check) if args.check else None, show_all=args.all)
 
 
 def cmd_parity(args) -> int:
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="runs")
     sp.add_argument("--formats", default="md,csv,tex,json,html")
     sp.add_argument("--paper", default=None)
+    sp.add_argument("--all", action="store_true", help="--paper: every reported row, not only those bench can run")
     sp.add_argument("--check", default=None, help="check that tables in DIR are up to date with --out records")
     sp.set_defaults(func=cmd_leaderboard)
 
