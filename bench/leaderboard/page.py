@@ -26,8 +26,7 @@ from bench.leaderboard.render import DELTA_EXPLAINED, MISSING, delta_rows_cols, 
 
 CSS = """
 *{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:1.2em 1.5em;color:#222;
-max-width:100%;overflow-x:hidden}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:1.2em 1.5em;color:#222}
 h1{font-size:1.4em;margin:0 0 .6em}
 h2{font-size:1.1em;margin:1.2em 0 .4em}
 p.note{font-size:.85em;color:#444;margin:.2em 0 .6em}
