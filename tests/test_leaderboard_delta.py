@@ -119,3 +119,15 @@ def test_axis_range_spans_every_value_and_whisker_with_padding():
     lo, hi = fitted_range([2.0, 3.0], include_zero=True)
     assert lo < 0 < 3.0 < hi
     assert fitted_range([0.0, 0.0]) == (-1.0, 1.0)  # a zero-width span is still drawn mid-axis
+
+
+def test_paired_difference_point_estimates_equal_value_minus_base_for_every_benchmark(table):
+    """Each protocol's ``paired_units`` rebuilds its metrics exactly: on the full (shared) image set the
+    paired difference is the checkpoint's value minus base's, for POPE, CHAIR, SHR and MHaluBench claims."""
+    base = {r.model: r for r in table.rows if r.method == "base"}
+    cells = _delta_cells(table)
+    assert {c.benchmark for _, c, _ in cells} == {"pope", "chair", "shr", "mhalubench"}
+    for row, col, (d, lo, hi) in cells:
+        ref = base[row.model].cells[col.key].value
+        assert abs(d - (row.cells[col.key].value - ref)) < 1e-12, (row.method, col.key)
+        assert lo <= d <= hi

@@ -136,9 +136,12 @@ def _unit(col: Column) -> str:
     return "%" if col.percent else col.metric
 
 
+FAMILY_NAMES = {"pope": "POPE", "chair": "CHAIR", "shr": "SHR", "mhalubench": "MHaluBench"}
+
+
 def _proto_title(table: Table, protocol: str) -> str:
     p = table.protocols[protocol]
-    return f"{p.benchmark.upper() if p.benchmark == p.name else p.name} (protocol {p.name} v{p.version})"
+    return f"{FAMILY_NAMES.get(p.benchmark, p.benchmark)} (protocol {p.name} v{p.version})"
 
 
 def value_plot(table: Table, protocol: str, cols: list[Column]) -> Plot | None:
