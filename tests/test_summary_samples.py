@@ -128,3 +128,19 @@ def test_sample_rows_come_from_details_joined_through_the_parent_item():
     assert all(r["question"] == "List the claims." and r["generation"] == preds[0]["text"] for r in rows)
     assert [r["correct"] for r in rows] == [None, None]  # no declared verdict: not guessed
     assert rows[1]["detail"] == {"id": "r1/1", "ok": False}
+
+
+def test_run_json_summary_has_base_and_method_with_the_leaderboards_paired_difference(data_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["run", "--methods", "dpo", "--benchmarks", "pope", "--out", str(out), "--json", "--quiet",
+                 "eval.limit=30", "eval.n_boot=50", "method.dpo.train.max_steps=2"]) == 0
+    summary = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON object
+    rows = {r["method"]: r for r in summary["rows"]}
+    assert set(rows) == {"base", "dpo"} and rows["base"]["delta_vs_base"] is None
+    for method, row in rows.items():
+        score = read_json(out / "tiny-llava" / method / "scores" / "pope.json")
+        assert row["value"] == score["metrics"][row["metric"]] and row["ci"] == score["ci"][row["metric"]]
+    board = read_json(out / "leaderboard.json")
+    dpo = next(r for r in board["rows"] if r["method"] == "dpo")
+    assert rows["dpo"]["delta_vs_base"] == dpo["cells"][f"pope:{rows['dpo']['metric']}"]["delta_vs_base"]
+    assert str(out / "leaderboard.html") in summary["files"] and str(out / "leaderboard.md") in summary["files"]
