@@ -19,27 +19,34 @@ stale generations.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from bench.config import merge, to_dict
 from bench.errors import BenchError
+from bench.eval.engine import run_benchmark
+from bench.io import atomic_write_json
+from bench.leaderboard import collect
+from bench.models.llava import LlavaPreprocessor, make_preprocessor
+from bench.models.loading import model_entry
+from bench.pipeline import (EvalConfig, data_root_for, eval_checkpoint, load_plugins, resolve_benchmarks,
+                            resolve_device, score_predictions, train_method)
+from bench.records import file_hashes, new_record, update_record
+from bench.registry import BENCHMARKS
 
 
 def _eval_config(limit: int | None, batch_size: int | None, n_boot: int | None):
-    from bench.config import merge
-    from bench.pipeline import EvalConfig
-
     updates = {k: v for k, v in (("limit", limit), ("batch_size", batch_size), ("n_boot", n_boot)) if v is not None}
     return merge(EvalConfig(), updates, where="bench.evaluate") if updates else EvalConfig()
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """sha256[:16] over every parameter and buffer (name, dtype, shape, bytes) of an in-memory model."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
@@ -62,16 +69,11 @@ def evaluate(model: Any = "tiny-llava", benchmarks: Sequence[str] | str = "all",
     :class:`bench.models.llava.LlavaPreprocessor` — and ``data_root``). ``benchmarks``: names or ``"all"``
     (the model entry's defaults). ``limit``/``batch_size``/``n_boot``: as ``eval.limit`` etc.
     """
-    from bench.pipeline import (data_root_for, eval_checkpoint, load_plugins, resolve_benchmarks,
-                                resolve_device)
-
     load_plugins()
     names = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
     ecfg = _eval_config(limit, batch_size, n_boot)
     dev = resolve_device(device)
     if isinstance(model, (str, Path)):
-        from bench.models.loading import model_entry
-
         entry = model_entry(str(model))
         lab = label or ("base" if not adapter else Path(adapter).resolve().parent.name)
         return eval_checkpoint(str(model), str(adapter) if adapter else None, lab,
@@ -92,14 +94,6 @@ def evaluate(model: Any = "tiny-llava", benchmarks: Sequence[str] | str = "all",
 
 def _evaluate_loaded(model: torch.nn.Module, processor: Any, names: list[str], out: Path, label: str,
                      data_root: Path, seed: int, device: str, ecfg: Any, progress: bool) -> dict[str, dict]:
-    from bench.config import to_dict
-    from bench.eval.engine import run_benchmark
-    from bench.models.llava import LlavaPreprocessor, make_preprocessor
-    from bench.pipeline import score_predictions
-    from bench.records import file_hashes, new_record, update_record
-    from bench.io import atomic_write_json
-    from bench.registry import BENCHMARKS
-
     if names in (["all"], "all"):
         raise BenchError("bench.evaluate: name the benchmarks for a loaded model (no model entry gives defaults)")
     pre = processor if isinstance(processor, LlavaPreprocessor) else make_preprocessor(processor, model.config)
@@ -138,11 +132,6 @@ def train(method: str = "dpo", model: str = "tiny-llava", data: str | Path | Non
     ``checkpoint`` entry). ``data``: a preference JSONL file (default: the method's own data — built by its
     pipeline for the embedded ``tiny-llava``). ``overrides``: the method config, e.g.
     ``{"beta": 0.2, "train": {"lr": 1e-4}}``; ``max_steps`` is a shortcut for ``train.max_steps``."""
-    import copy
-
-    from bench.models.loading import model_entry
-    from bench.pipeline import data_root_for, load_plugins, resolve_device, train_method
-
     load_plugins()
     entry = model_entry(str(model))
     ov = copy.deepcopy(overrides) if overrides else {}
@@ -162,9 +151,6 @@ def leaderboard(runs_dir: str | Path = "runs") -> "Any":
     with the value, its 95% CI and the paired difference from base (NaN where there is none) — the same
     numbers as ``leaderboard.csv``. Wide view: ``df.pivot_table(index="method", columns="label", values="value")``."""
     import pandas as pd  # imported on use: keeps `import bench` cheap
-
-    from bench.leaderboard import collect
-    from bench.pipeline import load_plugins
 
     load_plugins()
     table = collect(runs_dir)

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.io import read_json
+from bench.registry import BENCHMARKS
+from bench.stats import paired_bootstrap_delta
 
 
 def _headline(protocol: str, metrics: dict) -> tuple[str, str, bool | None]:
     """(metric key, label, higher_is_better) of the protocol's first headline metric present in ``metrics``."""
-    from bench.registry import BENCHMARKS
-
     cls = BENCHMARKS.get(protocol) if protocol in BENCHMARKS else None
     for key, (label, hib) in (getattr(cls, "headline", None) or {}).items():
         if key in metrics:
@@ -39,9 +39,6 @@ def _headline(protocol: str, metrics: dict) -> tuple[str, str, bool | None]:
 
 
 def _delta(protocol: str, base_score: dict, score: dict, metric: str) -> list[float] | None:
-    from bench.registry import BENCHMARKS
-    from bench.stats import paired_bootstrap_delta
-
     cls = BENCHMARKS.get(protocol) if protocol in BENCHMARKS else None
     if cls is None or not hasattr(cls, "paired_units"):
         return None

@@ -96,3 +96,12 @@ def test_bench_train_is_both_the_package_and_the_api_verb():
     import bench.train.loop  # noqa: F401  (the package is importable as before)
 
     assert callable(bench.train) and hasattr(bench.train, "loop")
+
+
+def test_bench_leaderboard_is_both_the_package_and_the_api_verb():
+    import bench
+    import bench.leaderboard.render  # noqa: F401
+
+    assert callable(bench.leaderboard) and hasattr(bench.leaderboard, "collect")
+    df = bench.leaderboard(REPO / "tests" / "data" / "runs")
+    assert set(df.method) == {"base", "ha-dpo", "dpo"} and df.value.notna().all()

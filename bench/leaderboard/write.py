@@ -21,6 +21,8 @@ from typing import Iterable
 from bench.errors import BenchError
 from bench.io import atomic_write_bytes, atomic_write_text
 from bench.leaderboard.collect import Table, collect
+from bench.leaderboard.page import html_page
+from bench.leaderboard.plots import all_plots
 from bench.leaderboard.render import FORMATS
 
 DEFAULT_FORMATS: tuple[str, ...] = ("md", "csv", "tex", "json", "html")
@@ -59,9 +61,6 @@ def write_leaderboards(out_dir: str | Path, formats: Iterable[str] | str | None 
     texts = {fmt: FORMATS[fmt](table) for fmt in fmts if fmt != "html"}
     written = {fmt: atomic_write_text(dest / f"leaderboard.{fmt}", text) for fmt, text in texts.items()}
     if "html" in fmts:
-        from bench.leaderboard.page import html_page
-        from bench.leaderboard.plots import all_plots
-
         plots = all_plots(table)
         for plot in plots:
             atomic_write_bytes(dest / "plots" / f"{plot.slug}.png", plot.png)
