@@ -1,7 +1,7 @@
 """The leaderboard as one self-contained static HTML page: inline CSS and JavaScript, plots embedded as
 base64 PNG (:mod:`bench.leaderboard.plots`), no external resource of any kind.
 
-Layout: the absolute table and the difference-from-base table (each checkpoint minus its model's base,
+Layout: the absolute table (the checkpoint is the method cell's tooltip) and the difference-from-base table (each checkpoint minus its model's base,
 paired 95% CI, ▲/▼ coloured) each scroll horizontally inside their own box (``div.wrap``), with the
 model/method columns sticky, so the page itself never overflows a laptop screen; the plots sit in a
 responsive grid (one column on narrow screens, two or more on wide ones) and scale down to fit. Each
@@ -145,13 +145,12 @@ def _th(table: Table, col, prefix: str = "") -> str:
 
 def _table(table: Table) -> str:
     ths = ['<th class="stick" data-key="method" data-type="text">method</th>',
-           '<th data-key="model" data-type="text">model</th>',
-           '<th data-key="checkpoint" data-type="text">checkpoint</th>']
+           '<th data-key="model" data-type="text">model</th>']
     ths += [_th(table, col) for col in table.columns]
     body = []
-    for i, row in enumerate(table.rows):
-        tds = [f'<td class="stick">{_e(row.method)}</td>', f"<td>{_e(row.model)}</td>",
-               f"<td><small>{_e(row.checkpoint or MISSING)}</small></td>"]
+    for i, row in enumerate(table.rows):  # the checkpoint is the method cell's tooltip (saves a wide column)
+        tds = [f'<td class="stick" title="checkpoint: {_e(row.checkpoint or MISSING)}">{_e(row.method)}</td>',
+               f"<td>{_e(row.model)}</td>"]
         for col in table.columns:
             cell = row.cells.get(col.key)
             v = "" if cell is None else repr(cell.value)
