@@ -100,6 +100,41 @@ class Benchmark(abc.ABC):
         missing; ``cache_dir`` where a judge-based protocol keeps its reply cache.
         """
 
+    # ------------------------------------------------------------------ per-sample logs
+    def sample_verdict(self, detail: dict) -> dict:
+        """What a reader of ``samples/<benchmark>.jsonl`` wants from one per-item detail record: ``correct``
+        (bool, or None when the protocol has no per-item verdict) and a few named fields (parsed answer,
+        label, hallucinated objects). Default: no verdict; protocols override this one method."""
+        return {"correct": None}
+
+    def sample_rows(self, score: dict, predictions: list[dict], items: list[EvalItem]) -> list[dict]:
+        """Per-sample rows from a score's ``details`` (see :mod:`bench.samples` for the format): the first
+        per-item list of ``{"id": …}`` records (or mapping id → record) in ``details``, joined by id with
+        the items (question) and predictions (generation); ids like ``rec/0`` fall back to item ``rec``."""
+        details = score.get("details") or {}
+        units: list[dict] = []
+        for value in details.values():
+            if isinstance(value, list) and value and all(isinstance(v, dict) and "id" in v for v in value):
+                units = value
+                break
+            if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+                units = [{"id": k, **v} for k, v in value.items()]
+                break
+        questions = {it.id: it.question for it in items}
+        texts = {str(p["id"]): p["text"] for p in predictions}
+
+        def lookup(table: dict, uid: str) -> Any:
+            while uid not in table and "/" in uid:
+                uid = uid.rsplit("/", 1)[0]
+            return table.get(uid)
+
+        rows = []
+        for unit in units:
+            uid = str(unit["id"])
+            rows.append({"id": uid, "question": lookup(questions, uid), "generation": lookup(texts, uid),
+                         **self.sample_verdict(unit), "detail": unit})
+        return rows
+
     # ------------------------------------------------------------------ helpers
     @classmethod
     def declaration(cls) -> dict:

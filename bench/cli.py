@@ -105,9 +105,11 @@ def cmd_run(args) -> int:
     print(f"bench run: model={cfg.model} methods={','.join(cfg.methods)} benchmarks={','.join(cfg.benchmarks)}"
           f" out={cfg.out} config_hash={config_hash(cfg)}", file=sys.stderr)
     summary = run(cfg, progress=not args.quiet, resume=not args.no_resume, force=args.force)
-    md = Path(cfg.out) / "leaderboard.md"
-    if md.exists():
-        print(md.read_text())
+    if "leaderboard" in summary:  # the main process; the summary table + files (bench/summary.py)
+        from bench.summary import print_summary
+
+        print_summary([Path(summary["model_dir"]) / "base", *summary["methods"].values()], as_json=args.json,
+                      extra_files=summary["leaderboard"].values())
     _report(summary.get("scores", {}), Path(summary.get("model_dir", cfg.out)))
     print(f"done in {summary['wall_s']} s; outputs under {cfg.out}", file=sys.stderr)
     return 0
@@ -164,10 +166,11 @@ def cmd_eval(args) -> int:
     out = Path(cfg.out) / entry.name / label
     res = eval_checkpoint(cfg.model, args.adapter, label, benchmarks, out, data_root, cfg.seed, device, cfg.eval,
                           progress=not args.quiet)
-    for name, score in res.items():
-        print(name, json.dumps(score.get("metrics", {}), indent=None))
+    if res:  # rank 0 under a distributed launch: the summary table + files (bench/summary.py)
+        from bench.summary import print_summary
+
+        print_summary([out], as_json=args.json)
     _report({label: res}, out.parent)
-    print(f"outputs under {out}", file=sys.stderr)
     if args.verify_against_bs1:
         from bench.eval.engine import verify_against_bs1
         from bench.models.loading import load_for_eval
@@ -221,6 +224,14 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from bench.pipeline import load_plugins
+    from bench.samples import main_show
+
+    load_plugins()
+    return main_show(Path(args.run_dir), args.benchmark, wrong=args.wrong, limit=args.limit, as_json=args.json)
+
+
 def cmd_list(args) -> int:
     from bench.pipeline import load_plugins
     from bench.registry import BENCHMARKS, JUDGES, METHODS, MODELS, describe
@@ -241,7 +252,7 @@ def cmd_leaderboard(args) -> int:
     from bench.leaderboard.cli import main_leaderboard
 
     return main_leaderboard(out=Path(args.out), formats=_split(args.formats), paper=args.paper,
-                            check=Path(args.check) if args.check else None)
+                            check=Path(args.check) if args.check else None, show_all=args.all)
 
 
 def cmd_parity(args) -> int:
@@ -306,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="= eval.dtype (auto: bfloat16 on CUDA, float32 on CPU)")
     sp.add_argument("--base-url", dest="base_url", default=None,
                     help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
+    sp.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     common(sp)
     sp.set_defaults(func=cmd_run)
 
@@ -336,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="re-decode N random items at batch 1 without caching and report the agreement")
     sp.add_argument("--base-url", dest="base_url", default=None,
                     help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
+    sp.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     common(sp)
     sp.set_defaults(func=cmd_eval)
 
@@ -354,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="score the first N images (default: the limit recorded in run.json)")
     sp.set_defaults(func=cmd_score)
 
+    sp = sub.add_parser("show", help="print per-sample records of a run (samples/<benchmark>.jsonl)")
+    sp.add_argument("run_dir")
+    sp.add_argument("--benchmark", required=True)
+    sp.add_argument("--wrong", action="store_true", help="only the items the scorer counted incorrect")
+    sp.add_argument("--limit", type=int, default=None, help="print at most N records")
+    sp.add_argument("--json", action="store_true", help="one JSON record per line")
+    sp.set_defaults(func=cmd_show)
+
     sp = sub.add_parser("list", help="list registered methods, benchmarks, models, judges")
     sp.set_defaults(func=cmd_list)
 
@@ -361,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="runs")
     sp.add_argument("--formats", default="md,csv,tex,json,html")
     sp.add_argument("--paper", default=None)
+    sp.add_argument("--all", action="store_true", help="--paper: every reported row, not only those bench can run")
     sp.add_argument("--check", default=None, help="check that tables in DIR are up to date with --out records")
     sp.set_defaults(func=cmd_leaderboard)
 

@@ -20,6 +20,7 @@ from bench.io import atomic_write_json, read_jsonl, sha256_file, sha256_text
 from bench.models.api import ApiConfig, is_api_model, open_api_model, training_refused
 from bench.records import file_hashes, new_record, score_integrity, update_record
 from bench.registry import BENCHMARKS, METHODS
+from bench.samples import samples_path, write_samples
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -350,6 +351,8 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
         sk["count"] = len(sk["reasons"])
     result["integrity"] = score_integrity(result)
     atomic_write_json(score_path, result)
+    write_samples(samples_path(score_path.parent.parent, bench.name),
+                  bench.sample_rows(result, preds, items))
     return result
 
 

@@ -329,6 +329,12 @@ class ChairProtocol(Benchmark):
                         "cache": path.name, "rebuilt": rebuilt}
         raise BenchError(f"cannot write the CHAIR ground-truth cache ({last_error})")
 
+    def sample_verdict(self, detail: dict) -> dict:
+        """Per-sample log: correct = no hallucinated object; the hallucinated objects (COCO names) and the
+        ground-truth objects."""
+        halluc = [pair[1] if isinstance(pair, (list, tuple)) else pair for pair in detail.get("hallucinated") or []]
+        return {"correct": not halluc, "hallucinated_objects": halluc, "gt_objects": detail.get("gt_objects")}
+
     def paired_units(self, score: dict):
         """Per-image count vectors (``_counts`` + 1 caption) from ``details.per_caption`` and the statistic
         of their sum (for :func:`bench.stats.paired_bootstrap_delta`); None for files without the counts."""

@@ -338,6 +338,36 @@ class MHaluBenchProtocol(Benchmark):
             return [None] * n, [rid]
         return parse_detector_output(texts[rid], n), []
 
+    def paired_units(self, score: dict):
+        """Per-record claim confusion matrices (after the unparseable policy) from ``details.per_claim``
+        (``<record>/<claim>`` ids) and the claim-level statistic of a summed matrix, for
+        :func:`bench.stats.paired_bootstrap_delta`. Segment-level metrics need the claims' segments, which
+        the score file does not keep: they get no paired difference."""
+        claims = (score.get("details") or {}).get("per_claim") or []
+        if not claims:
+            return None
+        by_record: dict[str, tuple[list[str], list[str]]] = {}
+        for c in claims:
+            gold, pred = by_record.setdefault(str(c["id"]).rsplit("/", 1)[0], ([], []))
+            gold.append(c["gold"])
+            pred.append(c["parsed"])
+        policy = self.params["policy"]
+        units = {rid: confusion_matrix(*apply_policy(g, p, policy)) for rid, (g, p) in by_record.items()}
+
+        def stat(m: np.ndarray) -> dict[str, float]:
+            full = metrics_from_matrix(m)
+            if full["n_claims"] == 0:
+                return {}
+            return {f"claim/{k}": full[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
+
+        return units, stat
+
+    def sample_verdict(self, detail: dict) -> dict:
+        """Per-sample log (one claim): the parsed label, the gold label, correct = they are equal (an
+        unparseable output is incorrect)."""
+        return {"correct": detail.get("parsed") == detail.get("gold"), "answer": detail.get("parsed"),
+                "label": detail.get("gold")}
+
     def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
               item_ids: set[str] | None = None, seed: int = 0, **_: Any) -> dict:
         policy = self.params["policy"]

@@ -406,6 +406,11 @@ class PopeProtocol(Benchmark):
             metrics["mean/accuracy"] = sum(accs) / len(accs)
         return metrics, zero
 
+    def sample_verdict(self, detail: dict) -> dict:
+        """Per-sample log: the parsed answer, the label, and correct = answer equals label."""
+        return {"correct": detail.get("parsed") == detail.get("label"), "answer": detail.get("parsed"),
+                "label": detail.get("label")}
+
     def paired_units(self, score: dict) -> tuple[dict[str, np.ndarray], Callable[[np.ndarray], dict]] | None:
         """Per-image confusion counts ``[split, cell]`` from a score file's ``details.per_item``, and the
         statistic of a summed array (for :func:`bench.stats.paired_bootstrap_delta`); None if the file

@@ -577,6 +577,27 @@ class ShrProtocol(Benchmark):
         return evaluate(inputs, source, self.params["max_attempts"]), judge, ignored
 
     # -------------------------------------------------------------- score
+    def paired_units(self, score: dict):
+        """Per-image ``[labelled sentences, hallucination sentences]`` from ``details.per_image`` and the
+        statistic ``shr`` = hallucination / labelled of a summed array (for
+        :func:`bench.stats.paired_bootstrap_delta`); None when the score file has no per-image labels."""
+        per_image = (score.get("details") or {}).get("per_image")
+        if not isinstance(per_image, dict) or not per_image:
+            return None
+        units = {}
+        for iid, d in per_image.items():
+            labels = d.get("labels") or []
+            units[str(iid)] = np.array([sum(lab in LABELS for lab in labels),
+                                        sum(lab == "hallucination" for lab in labels)], dtype=np.int64)
+        return units, lambda c: {"shr": _ratio(int(c[1]), int(c[0]))}
+
+    def sample_verdict(self, detail: dict) -> dict:
+        """Per-sample log (one image): the judge's sentence labels; correct = judged and no sentence labelled
+        hallucination (None when the judgement failed)."""
+        labels = detail.get("labels") or []
+        ok = detail.get("status") == "ok"
+        return {"correct": (all(lab != "hallucination" for lab in labels) if ok else None), "labels": labels}
+
     def score(self, predictions: list[dict], data_root: Path, judge_replies: Iterable[dict] | str | Path | None = None,
               cache_dir: Path | None = None, n_boot: int = 1000, item_ids: set[str] | None = None,
               judge: Any = None, **_: Any) -> dict:

@@ -198,8 +198,10 @@ def test_html_page_is_self_contained_with_sortable_table_and_plots():
     page = render_all(collect(FIXTURE), ["html"])["html"]
     assert page.startswith("<!DOCTYPE html>") and '<table class="lb" id="leaderboard">' in page
     assert page.count('<tr data-i="') == 4 and 'data-key="chair:chair_i"' in page and 'data-better="lower"' in page
-    # 7 bar charts (one per column) + 1 CHAIR_i-vs-recall trade-off plot, all inline PNG
-    assert page.count('src="data:image/png;base64,') == 8 and "CHAIR_i vs recall (chair)" in page
+    # one value plot per protocol (pope-hadpo, chair) + 1 CHAIR_i-vs-recall trade-off plot, all inline PNG; the
+    # fixture records carry no per-item details, so there is no difference table and no forest plot
+    assert page.count('src="data:image/png;base64,') == 3 and "Hallucination vs coverage (protocol chair)" in page
+    assert 'id="delta"' not in page and 'href="plots/chair-tradeoff.svg"' in page
     assert "<script>" in page and "addEventListener('click'" in page
     assert "http://" not in page and "https://" not in page and "<link" not in page  # no external resource
     assert "Protocols: pope-hadpo v3" in page and "Date: 2026-11-21" in page
@@ -259,18 +261,21 @@ def test_cli_writes_and_prints_markdown(runs, capsys):
 # ------------------------------------------------------------------------------------ paper tables
 def test_paper_table_puts_reported_reproduced_and_delta_side_by_side():
     text = paper_table("ha-dpo", FIXTURE)
-    assert "| model | method | benchmark | split | metric | protocol | reported | reproduced | 95% CI | Δ | notes |" in text
+    assert ("| model | method | benchmark | split | metric | protocol | reported | reproduced | 95% CI | Δ | reproduced?"
+            " | notes |") in text
     # HA-DPO truncates: recall 1360/1500 = 90.666… is printed 90.66 (rounding would give 90.67)
-    assert "| LLaVA-1.5-7B | base | pope | random | recall | pope-hadpo | 90.66 | 90.66 | [89.57, 91.66] | +0.00 |" in text
-    assert "| LLaVA-1.5-7B | HA-DPO | pope | adversarial | accuracy | pope-hadpo | 81.46 | 83.83 | [82.73, 84.82] | +2.37 |" in text
+    assert ("| LLaVA-1.5-7B | base | pope | random | recall | pope-hadpo | 90.66 | 90.66 | [89.57, 91.66] | +0.00"
+            " | ✓ in CI |") in text
+    assert ("| LLaVA-1.5-7B | HA-DPO | pope | adversarial | accuracy | pope-hadpo | 81.46 | 83.83 | [82.73, 84.82]"
+            " | +2.37 | ✗ outside CI |") in text
     assert "| LLaVA-1.5-7B | HA-DPO | pope | adversarial | yes_ratio | pope-hadpo | 56.20 | 53.83 |" in text
     assert "| -2.37 |" in text
 
 
 def test_paper_table_marks_cells_not_yet_reproduced():
-    text = paper_table("ha-dpo", FIXTURE)
-    assert "| LLaVA-1.5-7B | HA-DPO | shr |  | shr | shr | 34.0 | — |  |  |" in text  # no SHR score recorded
-    assert "| MiniGPT-4-Llama2-7B | base | pope | random | accuracy | pope-hadpo | 51.13 | — |  |  | ‡" in text
+    text = paper_table("ha-dpo", FIXTURE, show_all=True)
+    assert "| LLaVA-1.5-7B | HA-DPO | shr |  | shr | shr | 34.0 | — |  |  | not run |" in text  # no SHR score
+    assert "| MiniGPT-4-Llama2-7B | base | pope | random | accuracy | pope-hadpo | 51.13 | — |  |  |  | ‡" in text
     assert "‡ no bench model/method for: InstructBLIP-13B/HA-DPO" in text
     assert "LLaVA-1.5-7B/HA-DPO → `llava-7b/ha-dpo`" in text
 
@@ -289,9 +294,10 @@ def test_paper_table_marks_a_different_protocol_with_a_footnote(runs):
 
 
 def test_paper_table_rounds_other_papers_half_up_and_uses_the_nearest_protocol():
-    text = paper_table("povid", FIXTURE)
+    text = paper_table("povid", FIXTURE, show_all=True)
     # POVID's CHAIR (LURE code) is not a bench protocol: compared against `chair`, marked †
-    assert "| LLaVA-1.5-7B | base | chair |  | chair_s | chair-lure | 66.8 | 50.2† | [48.2, 52.0] | -16.6 |" in text
+    assert ("| LLaVA-1.5-7B | base | chair |  | chair_s | chair-lure | 66.8 | 50.2† | [48.2, 52.0] | -16.6"
+            " | ✗ outside CI |") in text
     assert "| LLaVA-1.5-7B | POVID | chair |  | chair_s | chair-lure | 31.8 | — |" in text
     assert "* benchmark not run by bench: llava-bench" in text
     assert "`llava-7b/povid` (no record)" in text
@@ -301,6 +307,37 @@ def test_cli_prints_the_paper_table(capsys):
     assert main_leaderboard(FIXTURE, None, paper="hsa-dpo") == 0
     out = capsys.readouterr().out
     assert out.startswith("## HSA-DPO") and "| LLaVA-1.5-13B | HSA-DPO | pope | adversarial | f1 | pope-llava15 | 84.9 | — |" in out
+
+
+def test_paper_view_lists_only_rows_bench_can_run_unless_all():
+    text = paper_table("ha-dpo", FIXTURE)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert rows and all(line.startswith("| LLaVA-1.5-7B |") for line in rows)
+    assert "MiniGPT-4" not in text and "InstructBLIP" not in text
+    everything = paper_table("ha-dpo", FIXTURE, show_all=True)
+    rows_all = [line for line in everything.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    hidden = len(rows_all) - len(rows)
+    assert hidden > 0 and f"{hidden} reported rows for models or benchmarks bench does not run are hidden" in text
+    in_ci = sum("| ✓ in CI |" in line for line in rows)
+    outside = sum("| ✗ outside CI |" in line for line in rows)
+    not_run = sum("| not run |" in line for line in rows)
+    assert in_ci + outside + not_run == len(rows) and in_ci > 0 and outside > 0
+    assert (f"Reproduced: {in_ci} of {len(rows)} reported numbers bench can run lie inside the reproduced 95% CI;"
+            f" {outside} outside; {not_run} not run yet.") in text
+
+
+@pytest.mark.parametrize("paper", ["ha-dpo", "povid", "hsa-dpo", "opa-dpo"])
+def test_paper_view_cites_nothing_outside_the_repository(paper):
+    for text in (paper_table(paper, FIXTURE), paper_table(paper, FIXTURE, show_all=True)):
+        assert "shared/" not in text and ".md §" not in text and "../" not in text
+        assert "Sources: " in text and "()" not in text
+
+
+def test_cli_all_flag_shows_every_reported_row(capsys):
+    from bench.cli import main
+
+    assert main(["leaderboard", "--out", str(FIXTURE), "--paper", "ha-dpo", "--all"]) == 0
+    assert "| MiniGPT-4-Llama2-7B | base | pope |" in capsys.readouterr().out
 
 
 def test_unknown_paper_is_refused():

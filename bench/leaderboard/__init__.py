@@ -5,13 +5,19 @@ protocols), :mod:`~bench.leaderboard.render` (Markdown, CSV, LaTeX, JSON), :mod:
 (self-contained HTML), :mod:`~bench.leaderboard.plots` (matplotlib figures), :mod:`~bench.leaderboard.write`
 (files + up-to-date check), :mod:`~bench.leaderboard.papers` (the seed papers' reported numbers beside
 reproduced ones), :mod:`~bench.leaderboard.cli` (``python -m bench leaderboard``).
+
+``bench.leaderboard(runs_dir)`` is also the Python API's verb returning a ``pandas.DataFrame``
+(:func:`bench.api.leaderboard`; see :mod:`bench.callable_module` for why the package is callable).
 """
 
 from __future__ import annotations
 
+from bench.callable_module import make_callable
 from bench.leaderboard.collect import Table, collect
 from bench.leaderboard.render import FORMATS
 from bench.leaderboard.write import DEFAULT_FORMATS, check_up_to_date, render_all, write_leaderboards
 
 __all__ = ["DEFAULT_FORMATS", "FORMATS", "Table", "check_up_to_date", "collect", "render_all",
            "write_leaderboards"]
+
+make_callable(__name__)

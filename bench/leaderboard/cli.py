@@ -9,8 +9,9 @@ The lead's ``bench/cli.py`` parses the arguments and calls::
   (all five when ``formats`` is None; ``"md,csv"`` or ``["md", "csv"]`` otherwise), print the
   Markdown table and the paths written; returns 0.
 * ``paper="ha-dpo"`` (or povid, hsa-dpo, opa-dpo): print that paper's reported numbers beside the
-  ones reproduced from the records under ``out``, with Δ (see :mod:`bench.leaderboard.papers`);
-  writes nothing; returns 0.
+  ones reproduced from the records under ``out``, with the CI, Δ and whether the reported number is
+  inside the CI (see :mod:`bench.leaderboard.papers`); only the rows bench can run unless
+  ``show_all`` (CLI ``--all``); writes nothing; returns 0.
 * ``check=DIR``: regenerate in memory from the records under ``out`` and compare with
   ``DIR/leaderboard.<ext>`` for each format; prints each stale file with a short diff; returns 0 when
   all are up to date, 1 otherwise (for CI: ``python -m bench leaderboard --out leaderboards/runs
@@ -31,12 +32,12 @@ from bench.leaderboard.write import check_up_to_date, explain_difference, parse_
 
 
 def main_leaderboard(out: Path | str = "runs", formats: Sequence[str] | str | None = None,
-                     paper: str | None = None, check: Path | str | None = None) -> int:
+                     paper: str | None = None, check: Path | str | None = None, show_all: bool = False) -> int:
     """Write, print or check leaderboards built from the run records under ``out`` (see module doc)."""
     out = Path(out)
     fmts = parse_formats(formats)
     if paper:
-        print(paper_table(paper, out), end="")
+        print(paper_table(paper, out, show_all=show_all), end="")
         return 0
     if check is not None:
         stale = check_up_to_date(out, Path(check), fmts)

@@ -19,12 +19,25 @@ HA-DPO's POPE numbers are truncated to 2 decimals (``shared/research/benchmarks.
 truncation reproduces its LLaVA-1.5 random row from whole counts); everything else is rounded half-up
 to the printed number of decimals. Δ = reproduced − reported, in the paper's precision. Records keep
 full precision.
+
+The question the table answers is "did we reproduce it?": the ``reproduced?`` column says ``✓ in CI`` when
+the reported number lies inside the reproduced value's 95% CI (both at the paper's precision), ``✗ outside
+CI`` when it does not, ``not run`` when bench could run the row but no record has it, ``no CI`` when the
+score has no interval; a summary line counts them. By default only the rows bench can run are listed
+(model and method mapped, benchmark family scored by bench); ``show_all=True`` (CLI ``--all``) lists
+every reported row, the others marked ``‡`` (no bench model/method) or ``*`` (benchmark not run).
+
+Citations shown are the primary ones only — upstream ``repo@commit:path`` files, arXiv ids, paper
+tables and sections. The CSV's pointers into the project's research notes (``shared/…``,
+``methods.md §…``; kept in the data so the tests can check each number against them) are outside the
+repository and are removed from the printed sources and caveats (:func:`public_citation`).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -124,9 +137,33 @@ def _pick(scores: dict[str, dict], row: dict) -> tuple[str, dict] | None:
     return (family[0], scores[family[0]]) if family else None
 
 
+_NOTES_REF = re.compile(r"(?:,|;)?\s*(?:per\s+)?(?:\.\./)?(?:shared/[\w./-]*?)?(?:methods|benchmarks|anchors)\.md"
+                        r"(?:\s*§\s*[\d.]*\d)?")
+_SHARED_PATH = re.compile(r"(?:,|;)?\s*(?:\.\./)?shared/[^\s;,)]+")
+
+
+def public_citation(text: str) -> str:
+    """``text`` without references to paths outside the repository (the project's research notes under
+    ``shared/``, ``methods.md §x``): what remains cites upstream repositories, papers and their sections."""
+    text = _NOTES_REF.sub("", text)
+    text = _SHARED_PATH.sub("", text)
+    text = re.sub(r"\(\s*[,;]?\s*\)", "", text)  # a parenthesis left empty
+    text = re.sub(r"\(\s*[,;]\s*", "(", text)
+    text = re.sub(r"\s+([,;:)])", r"\1", text)
+    return re.sub(r"\s{2,}", " ", text).strip(" ;,")
+
+
+def runnable(row: dict, models: dict | None = None, methods: dict | None = None) -> bool:
+    """Whether bench can run a paper row: model and method mapped, benchmark family scored by bench."""
+    models = MODEL_MAP if models is None else models
+    methods = METHOD_MAP if methods is None else methods
+    return row["model"] in models and row["method"] in methods and row["benchmark"] in BENCH_FAMILIES
+
+
 def paper_table(paper: str, out: str | Path, folder: Path = PAPERS_DIR, models: dict | None = None,
-                methods: dict | None = None) -> str:
-    """Markdown: the paper's reported numbers, the reproduced ones from run records under ``out``, and Δ."""
+                methods: dict | None = None, show_all: bool = False) -> str:
+    """Markdown: the paper's reported numbers, the reproduced ones from run records under ``out`` with their CI,
+    Δ and whether the reported number is inside the CI; only the rows bench can run unless ``show_all``."""
     meta = PAPERS.get(paper)
     rows = load_paper(paper, folder)
     models = MODEL_MAP if models is None else models
@@ -138,20 +175,26 @@ def paper_table(paper: str, out: str | Path, folder: Path = PAPERS_DIR, models: 
     not_run: set[str] = set()
     found: dict[tuple[str, str], bool] = {}
     cache: dict[Path, dict] = {}
+    hidden = 0 if show_all else sum(1 for r in rows if not runnable(r, models, methods))
+    if not show_all:
+        rows = [r for r in rows if runnable(r, models, methods)]
+    verdicts: dict[str, int] = {}
     lines = [f"## {meta.title}: reported vs reproduced", "",
              f"Reported: `leaderboards/papers/{paper}.csv`. Reproduced: run records under `{out}`. Values in %"
              " (other units where the benchmark has them); reproduced values rounded as the paper prints them"
              + (f" (truncated to 2 decimals for {', '.join(meta.truncate)})" if meta.truncate else "")
-             + "; Δ = reproduced − reported; 95% CI of the reproduced value in brackets.", "",
-             "| model | method | benchmark | split | metric | protocol | reported | reproduced | 95% CI | Δ | notes |",
-             "|---|---|---|---|---|---|---:|---:|---:|---:|---|"]
+             + "; Δ = reproduced − reported; 95% CI of the reproduced value in brackets; reproduced? = whether"
+               " the reported number lies inside that CI.", "",
+             "| model | method | benchmark | split | metric | protocol | reported | reproduced | 95% CI | Δ"
+             " | reproduced? | notes |",
+             "|---|---|---|---|---|---|---:|---:|---:|---:|---|---|"]
     for r in rows:
         notes = []
         if r["caveat"]:
             if r["caveat"] not in caveats:
                 caveats.append(r["caveat"])
             notes.append(f"[{caveats.index(r['caveat']) + 1}]")
-        reproduced, ci_text, delta = "—", "", ""
+        reproduced, ci_text, delta, verdict = "—", "", "", ""
         model, method = models.get(r["model"]), methods.get(r["method"])
         if model is None or method is None:
             unmapped.add(f"{r['model']}/{r['method']}")
@@ -165,6 +208,7 @@ def paper_table(paper: str, out: str | Path, folder: Path = PAPERS_DIR, models: 
             found[(f"{r['model']}/{r['method']}", f"{model}/{method}")] = bool(scores)
             picked = _pick(scores, r)
             value = picked[1]["metrics"].get(metric_key(r)) if picked else None
+            verdict = "not run"
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 proto, score = picked
                 decimals, trunc = _decimals(r["value"]), r["benchmark"] in meta.truncate
@@ -172,17 +216,28 @@ def paper_table(paper: str, out: str | Path, folder: Path = PAPERS_DIR, models: 
                 reproduced = str(got)
                 delta = f"{got - Decimal(r['value']):+.{decimals}f}"
                 ci = (score.get("ci") or {}).get(metric_key(r))
+                verdict = "no CI"
                 if isinstance(ci, (list, tuple)) and len(ci) == 2:
-                    ci_text = f"[{shown(ci[0], decimals, trunc)}, {shown(ci[1], decimals, trunc)}]"
+                    lo, hi = shown(ci[0], decimals, trunc), shown(ci[1], decimals, trunc)
+                    ci_text = f"[{lo}, {hi}]"
+                    verdict = "✓ in CI" if lo <= Decimal(r["value"]) <= hi else "✗ outside CI"
                 if proto != r["protocol"]:
                     reproduced += "†"
                     note = f"† {model}/{method} was scored under `{proto}`; the paper's protocol is `{r['protocol']}`"
                     if note not in proto_notes:
                         proto_notes.append(note)
+        if verdict:
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
         cells = [r["model"], r["method"], r["benchmark"], r["split"] or "", r["metric"], r["protocol"], r["value"],
-                 reproduced, ci_text, delta, " ".join(notes)]
+                 reproduced, ci_text, delta, verdict, " ".join(notes)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.append("")
+    runnable_n = sum(verdicts.values())
+    lines.append(f"Reproduced: {verdicts.get('✓ in CI', 0)} of {runnable_n} reported numbers bench can run lie inside"
+                 f" the reproduced 95% CI; {verdicts.get('✗ outside CI', 0)} outside; {verdicts.get('not run', 0)} not"
+                 f" run yet" + (f"; {verdicts['no CI']} without a CI" if verdicts.get("no CI") else "") + "."
+                 + (f" {hidden} reported rows for models or benchmarks bench does not run are hidden (`--all` shows"
+                    " them)." if hidden else ""))
     mapped = sorted(found.items())
     if mapped:
         lines.append("Rows → run records: " + "; ".join(
@@ -192,8 +247,8 @@ def paper_table(paper: str, out: str | Path, folder: Path = PAPERS_DIR, models: 
     if not_run:
         lines.append(f"* benchmark not run by bench: {', '.join(sorted(not_run))} (never reproduced).")
     lines += proto_notes
-    lines += [f"[{i}] {c}" for i, c in enumerate(caveats, start=1)]
-    sources = sorted({r["source"] for r in rows})
+    lines += [f"[{i}] {public_citation(c)}" for i, c in enumerate(caveats, start=1)]
+    sources = sorted({public_citation(r["source"]) for r in rows})
     lines.append("Sources: " + "; ".join(sources) + ".")
     return "\n\n".join(_blocks(lines)) + "\n"
 

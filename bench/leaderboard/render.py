@@ -8,6 +8,11 @@ Display rules (records keep full precision; CSV and JSON carry it too):
   truncated. A column with any value outside [0, 1] is shown raw (4 significant digits).
 * the 95% CI is shown as ``[lo, hi]`` (Markdown, HTML) or ``± half-width`` (LaTeX, where space is
   short); ``—`` marks a cell with no score, ``n/a`` a non-finite value.
+* the difference from base (each checkpoint minus its model's ``base`` row, paired bootstrap 95% CI,
+  see :func:`bench.leaderboard.collect.collect`) is in every format: a second Markdown, LaTeX and HTML
+  table, the ``delta*`` columns of the CSV, ``delta_vs_base`` in the JSON. ▲ marks a CI that excludes 0
+  in the better direction, ▼ in the worse one (LaTeX: :math:`^\bigtriangleup` / :math:`^\bigtriangledown`,
+  base LaTeX symbols, so only ``booktabs`` is needed).
 * every output states the protocols (name, version, fingerprint), the git revision(s), and the date
   = the latest ``started`` among the records. Nothing else time-dependent is written, and ordering is
   fixed by :func:`collect`, so rendering the same records twice gives identical bytes.
@@ -95,6 +100,17 @@ def fmt_delta(table: Table, row: Row, col: Column) -> str:
     return text
 
 
+def delta_rows_cols(table: Table) -> tuple[list[Row], list[Column]]:
+    """The rows and columns of the difference-from-base table (those with at least one paired difference)."""
+    cols = [c for c in table.columns if any(r.cells.get(c.key) and r.cells[c.key].delta for r in table.rows)]
+    rows = [r for r in table.rows if any(r.cells.get(c.key) and r.cells[c.key].delta for c in cols)]
+    return rows, cols
+
+
+DELTA_EXPLAINED = ("Each checkpoint minus its model's `base` row, with a paired bootstrap 95% CI (the same images"
+                   " resampled for both, 1000 resamples, seed 0); ▲ better / ▼ worse where the CI excludes 0.")
+
+
 def arrow(col: Column) -> str:
     return "" if col.higher_is_better is None else ("↑" if col.higher_is_better else "↓")
 
@@ -136,12 +152,9 @@ def markdown(table: Table) -> str:
         cells += [fmt_cell(table, row, c) for c in table.columns]
         lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
     lines.append("")
-    delta_cols = [c for c in table.columns if any(r.cells.get(c.key) and r.cells[c.key].delta for r in table.rows)]
-    delta_rows = [r for r in table.rows if any(r.cells.get(c.key) and r.cells[c.key].delta for c in delta_cols)]
+    delta_rows, delta_cols = delta_rows_cols(table)
     if delta_rows:
-        lines += ["## Difference from base", "",
-                  "Each checkpoint minus its model's `base` row, with a paired bootstrap 95% CI (the same images"
-                  " resampled for both, 1000 resamples, seed 0); ▲ better / ▼ worse where the CI excludes 0.", "",
+        lines += ["## Difference from base", "", DELTA_EXPLAINED, "",
                   "| " + " | ".join(["model", "method"] + [_md_escape(header(c)) for c in delta_cols]) + " |",
                   "| " + " | ".join(["---", "---"] + ["---:"] * len(delta_cols)) + " |"]
         for row in delta_rows:
@@ -154,7 +167,8 @@ def markdown(table: Table) -> str:
 
 # ----------------------------------------------------------------------------------- csv
 CSV_FIELDS = ("model", "method", "checkpoint", "protocol", "benchmark", "version", "fingerprint", "metric",
-              "label", "higher_is_better", "value", "ci_low", "ci_high", "shown", "git_revision", "started")
+              "label", "higher_is_better", "value", "ci_low", "ci_high", "shown", "git_revision", "started",
+              "delta", "delta_low", "delta_high", "delta_shown")
 
 
 def _num(x: float | None) -> str:
@@ -162,7 +176,9 @@ def _num(x: float | None) -> str:
 
 
 def csv_text(table: Table) -> str:
-    """Long format: one line per (row, column) cell, full precision plus the shown text and provenance."""
+    """Long format: one line per (row, column) cell, full precision plus the shown text and provenance; the
+    ``delta*`` fields hold the paired difference from base and its CI (empty for base rows and for protocols
+    without paired differences)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
@@ -176,14 +192,17 @@ def csv_text(table: Table) -> str:
             hib = "" if col.higher_is_better is None else str(col.higher_is_better).lower()
             w.writerow([row.model, row.method, row.checkpoint, col.protocol, col.benchmark, proto.version,
                         proto.fingerprint, col.metric, col.label, hib, _num(cell.value), _num(lo), _num(hi),
-                        fmt_cell(table, row, col), row.git_revision or "", row.started])
+                        fmt_cell(table, row, col), row.git_revision or "", row.started,
+                        *((_num(cell.delta[0]), _num(cell.delta[1]), _num(cell.delta[2]), fmt_delta(table, row, col))
+                          if cell.delta is not None else ("", "", "", ""))])
     return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------------- latex
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "↑": r"$\uparrow$",
-        "↓": r"$\downarrow$", "—": "--", "±": r"$\pm$", "×": r"$\times$"}
+        "↓": r"$\downarrow$", "—": "--", "±": r"$\pm$", "×": r"$\times$", "−": r"$-$",
+        "▲": r"$^{\bigtriangleup}$", "▼": r"$^{\bigtriangledown}$"}
 
 
 def tex_escape(text: str) -> str:
@@ -210,7 +229,42 @@ def latex(table: Table) -> str:
     out += [r"\bottomrule", r"\end{tabular}",
             r"\caption{Hallucination benchmarks. " + tex_escape(" ".join(provenance(table))) + "}",
             r"\label{tab:bench-leaderboard}", r"\end{table}"]
+    out += latex_delta(table)
     return "\n".join(out) + "\n"
+
+
+def latex_delta(table: Table) -> list[str]:
+    """The difference-from-base table as a second booktabs float (no lines when there is no difference):
+    ``+9.4 [+6.9, +12.1]`` with the paired CI in brackets and a significance mark (△ better, ▽ worse)."""
+    rows, cols = delta_rows_cols(table)
+    if not rows:
+        return []
+    out = ["", r"\begin{table}[t]", r"\centering", r"\small",
+           r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
+           " & ".join(["Model", "Method"] + [r"$\Delta$ " + tex_escape(header(c)) for c in cols]) + r" \\",
+           r"\midrule"]
+    for row in rows:
+        cells = [tex_escape(row.model), tex_escape(row.method)]
+        for col in cols:
+            cell = row.cells.get(col.key)
+            if cell is None or cell.delta is None:
+                cells.append(tex_escape(MISSING))
+                continue
+            d, lo, hi = cell.delta
+            text = tex_escape(fmt_signed(table, col, d))
+            text += (r"{\scriptsize[" + tex_escape(fmt_signed(table, col, lo)) + ", "
+                     + tex_escape(fmt_signed(table, col, hi)) + "]}")
+            mark = fmt_delta(table, row, col)[-1]
+            if mark in "▲▼":
+                text += tex_escape(mark)
+            cells.append(text)
+        out.append(" & ".join(cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}",
+            r"\caption{Difference from base (percentage points). " + tex_escape(DELTA_EXPLAINED.replace("`", ""))
+            .replace(r"$^{\bigtriangleup}$", r"$\bigtriangleup$").replace(r"$^{\bigtriangledown}$",
+                                                                         r"$\bigtriangledown$") + "}",
+            r"\label{tab:bench-leaderboard-delta}", r"\end{table}"]
+    return out
 
 
 # ----------------------------------------------------------------------------------- json

@@ -6,6 +6,10 @@
 ``tables_dir`` that are missing or differ byte for byte — the CI check that ``leaderboards/`` was
 regenerated after its records changed. Rendering is deterministic (see :mod:`bench.leaderboard.render`);
 the HTML page embeds matplotlib PNGs, identical for a given matplotlib/FreeType build.
+
+With the ``html`` format, every figure is also written as ``<dest>/plots/<slug>.png`` and ``.svg`` (for
+papers; the page links them). The up-to-date check compares the ``leaderboard.<ext>`` files only: the
+page embeds the same PNGs, so a stale figure already makes the HTML stale.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.errors import BenchError
-from bench.io import atomic_write_text
+from bench.io import atomic_write_bytes, atomic_write_text
 from bench.leaderboard.collect import Table, collect
+from bench.leaderboard.page import html_page
+from bench.leaderboard.plots import all_plots
 from bench.leaderboard.render import FORMATS
 
 DEFAULT_FORMATS: tuple[str, ...] = ("md", "csv", "tex", "json", "html")
@@ -49,9 +55,18 @@ def render_all(table: Table, formats: Iterable[str] | str | None = None) -> dict
 def write_leaderboards(out_dir: str | Path, formats: Iterable[str] | str | None = DEFAULT_FORMATS,
                        dest: str | Path | None = None) -> dict[str, Path]:
     """Write ``leaderboard.<ext>`` for the run records under ``out_dir`` into ``dest`` (default ``out_dir``)."""
-    texts = render_all(collect(out_dir), formats)
+    table = collect(out_dir)
+    fmts = parse_formats(formats)
     dest = Path(dest) if dest is not None else Path(out_dir)
-    return {fmt: atomic_write_text(dest / f"leaderboard.{fmt}", text) for fmt, text in texts.items()}
+    texts = {fmt: FORMATS[fmt](table) for fmt in fmts if fmt != "html"}
+    written = {fmt: atomic_write_text(dest / f"leaderboard.{fmt}", text) for fmt, text in texts.items()}
+    if "html" in fmts:
+        plots = all_plots(table)
+        for plot in plots:
+            atomic_write_bytes(dest / "plots" / f"{plot.slug}.png", plot.png)
+            atomic_write_text(dest / "plots" / f"{plot.slug}.svg", plot.svg)
+        written["html"] = atomic_write_text(dest / "leaderboard.html", html_page(table, plots))
+    return {fmt: written[fmt] for fmt in fmts}
 
 
 def check_up_to_date(records_dir: str | Path, tables_dir: str | Path,
