@@ -168,18 +168,19 @@ class Encoded:
 
 def encode_sequence(pre: LlavaPreprocessor, rec: PreferenceRecord, seq: Sequence, max_length: int) -> dict:
     """input_ids/labels of one (record, sequence): the LLaVA template around ``seq.response(rec)``, or around
-    the method's own response ids (``seq.tokens``) followed by ``</s>``. Empty responses and sequences
-    longer than ``max_length`` raise, naming the sample and the sequence."""
+    the method's own response ids (``seq.tokens``) followed by ``</s>``, after the method's own prompt ids
+    (``seq.prompt``) when it has them. Empty responses and sequences longer than ``max_length`` raise, naming
+    the sample and the sequence."""
     where = f"sample {rec.id} ({seq.name})"
     response = seq.response(rec)
     if not isinstance(response, str) or not response.strip():
         raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
-    if seq.tokens is None:
+    if seq.tokens is None and seq.prompt is None:
         return pre.encode_pair(rec.question, response, max_length, where=where)
-    ids = list(seq.tokens(rec, pre))
+    ids = list(seq.tokens(rec, pre)) if seq.tokens is not None else pre.response_ids(response)[:-1]
     if not ids:
         raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
-    prompt = pre.prompt_ids(rec.question)
+    prompt = list(seq.prompt(rec, pre)) if seq.prompt is not None else pre.prompt_ids(rec.question)
     r = ids + [pre.tokenizer.eos_token_id]
     if len(prompt) + len(r) > max_length:
         raise BenchError(

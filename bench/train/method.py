@@ -51,7 +51,9 @@ class Sequence:
     ``tokens`` (optional) builds the response token ids itself, ``(record, preprocessor) -> ids``
     without the closing ``</s>`` (the loop appends it), for methods whose per-token weights must line
     up with how the response was cut into pieces (OPA-DPO tokenises sentence by sentence); when it is
-    None the loop tokenises ``response(record)`` as the LLaVA template does.
+    None the loop tokenises ``response(record)`` as the LLaVA template does. ``prompt`` (optional) builds
+    the prompt ids itself, ``(record, preprocessor) -> ids`` including the expanded image tokens, for methods
+    whose reference run used another prompt layout (OPA-DPO's DPO stage); None: the vicuna_v1 prompt.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Sequence:
     image: ImageVariant = CLEAN
     with_reference: bool = True
     tokens: Callable[[PreferenceRecord, Any], list[int]] | None = None
+    prompt: Callable[[PreferenceRecord, Any], list[int]] | None = None
 
 
 @dataclass
