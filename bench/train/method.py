@@ -9,9 +9,10 @@ batching, padding, label masks, the vision tower (run once per distinct image pe
 reference cache, optimisation, checkpoints and logging.
 
 Every stage starts from the previous stage's model with its adapter merged, gets a fresh LoRA,
-and its reference is that starting model (adapters disabled). This covers HA-DPO/HSA-DPO
-(frozen copy of the base ≡ base with adapters disabled, dropout off), POVID (stage 2 on the
-merged stage-1 model) and OPA-DPO (DPO whose reference is the OPA-SFT model).
+and its reference is that starting model (adapters disabled). This covers POVID (stage 2 on the
+merged stage-1 model) and OPA-DPO (DPO whose reference is the OPA-SFT model). HA-DPO/HSA-DPO train the
+projector in place, and their seeds' reference runs on the policy's *current* projector
+(``TrainConfig.reference_projector="policy"``; ``"frozen"`` keeps the starting projector instead).
 """
 
 from __future__ import annotations
