@@ -179,7 +179,7 @@ def _rev(r: PreferenceRecord) -> str:
 
 def opa_prompt_ids(pre, question: str) -> list[int]:
     """The seed's DPO-stage query (``utils/data_utils_dpo.py``: ``DPO_Dataset``, lines 292–293 and 344): the
-    string ``"<s> {system} USER: <image> \n{question} ASSISTANT: "`` — a literal ``<s>`` (which the tokenizer
+    string ``"<s> {system} USER: <image> \\n{question} ASSISTANT: "`` — a literal ``<s>`` (which the tokenizer
     reads as BOS) after the tokenizer's own BOS (``add_special_tokens`` on: two BOS ids, inferred from the
     LLaMA tokenizer's behaviour), the image placeholder followed by a space (the seed writes ``"图 "`` and maps
     that token to the image), and a trailing space after ``ASSISTANT:``. The image placeholder expands to the
