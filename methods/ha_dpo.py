@@ -19,10 +19,15 @@ What makes it HA-DPO is the data and the recipe (``ha_dpo/models/llava-v1_5/READ
   which re-enables the projector's gradients; ``--mm_projector_lr 0`` is passed but this trainer builds the
   default optimizer, so the projector trains at the LoRA lr and is saved as ``non_lora_trainables``;
 * dropout disabled in policy and reference (``disable_dropout_in_model``; also zeroes LoRA dropout);
-* reference = a second, frozen copy of the base model. With dropout off that is numerically the base with
-  the adapters disabled and the projector's starting weights, which is what the loop uses
-  (:class:`bench.train.loop.ReferenceMode`: one model in memory plus a frozen projector copy; reference
-  log-probs cached on disk).
+* reference = a second, frozen copy of the base model, but it runs only the language model: its input
+  embeddings (image features included) are built by the *policy's* ``prepare_inputs_labels_for_multimodal``
+  (``ha_dpo/trainer/llava_dpo_trainer.py``, ``concatenated_forward`` line 43, called for the reference at line
+  100), i.e. with the policy's current, trained projector (no gradient). So π_ref moves with the projector
+  after the first update; it is *not* the base model with the starting projector. The loop reproduces this
+  with ``train.reference_projector="policy"`` (default): adapters disabled, current projector, reference
+  log-probs recomputed at every step. ``"frozen"`` keeps a frozen copy of the starting projector instead
+  (a fixed reference, cached on disk — faster, and the textbook DPO reference, but not the seed's run;
+  measured in docs/method-switches.md).
 
 Deviations: vision features in bf16 as the seed (the loop's autocast), no ZeRO-3 / gradient checkpointing
 (memory levers, not semantics).
@@ -41,13 +46,16 @@ from methods.dpo import CHOSEN, REJECTED, dpo_stage_loss
 @dataclass
 class HaDpoConfig:
     """β 0.1 (``BaseDPOTrainer`` default as called); loop settings of HA-DPO's LLaVA-1.5-7B command;
-    ``data_seed`` 42 = the seed's ``random.seed`` for the pair/prompt draws of ``desc_data.json``."""
+    ``data_seed`` 42 = the seed's ``random.seed`` for the pair/prompt draws of ``desc_data.json``;
+    ``train.reference_projector`` ``"policy"`` (the seed's reference sees the policy's current projector) or
+    ``"frozen"`` (starting projector, cached reference)."""
 
     beta: float = 0.1
     data_seed: int = 42
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         lr=2e-6, epochs=1, batch_size=4, grad_accum=32, warmup_ratio=0.03, max_length=2048, lora_r=128,
-        lora_alpha=256, lora_dropout=0.05, train_projector=True, disable_dropout=True, cache_reference=True))
+        lora_alpha=256, lora_dropout=0.05, train_projector=True, reference_projector="policy",
+        disable_dropout=True, cache_reference=True))
 
 
 @METHODS.register("ha-dpo")
@@ -56,7 +64,7 @@ class HaDpoMethod(Method):
 
     name = "ha-dpo"
     data_pipeline = "ha-dpo"
-    version = "1"
+    version = "2"
     description = "sigmoid DPO on hallucination-aware pairs; LoRA r128 + trained projector (HA-DPO recipe)"
     config_cls = HaDpoConfig
 

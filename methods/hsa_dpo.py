@@ -14,8 +14,14 @@ and ``</s>``; logged rewards are unweighted (as the seed). The ``gamma`` argumen
 Recipe (``hsa_dpo_train.sh``, methods.md §3.2): β 0.1, lr 2e-6, cosine, warmup 3 % (``--warmup_steps 0``),
 2 epochs, global batch 16 (8 per GPU × 2 GPUs; here 4 × 4 accumulation), ``model_max_length`` 1024, LoRA
 r 128 / α 256 on the language model's linears, projector trained at the LoRA lr (re-enabled after LoRA
-wrapping; ``--mm_projector_lr 0`` is not used by that trainer), dropout disabled, reference = a frozen copy
-of the base (≡ adapters disabled + the projector's starting weights, :class:`bench.train.loop.ReferenceMode`).
+wrapping; ``--mm_projector_lr 0`` is not used by that trainer), dropout disabled. Reference: a frozen copy of
+the base that runs only the language model, on input embeddings built by the *policy's*
+``prepare_inputs_labels_for_multimodal`` (``hsa_dpo/trainer/llava_dpo_trainer.py``, ``concatenated_forward``
+line 45, called for the reference at line 109) — so the reference sees the policy's current, trained projector
+and moves with it after the first update. ``train.reference_projector="policy"`` (default) reproduces this
+(adapters disabled, current projector, reference recomputed every step); ``"frozen"`` uses a frozen copy of the
+starting projector with cached reference log-probs (faster, a fixed reference, not the seed's run; measured in
+docs/method-switches.md).
 Data: the released preference JSONL (:func:`bench.data.formats.load_hsa`) or our PreferenceRecord JSONL.
 Deviation: a missing image is a load error (the seed substitutes a zero image with a warning).
 """
@@ -35,14 +41,17 @@ from methods.dpo import CHOSEN, REJECTED, dpo_sigmoid_loss, reward_metrics
 
 @dataclass
 class HsaDpoConfig:
-    """β and which severity scores weight the log-ratios; loop defaults from ``hsa_dpo_train.sh``."""
+    """β and which severity scores weight the log-ratios; loop defaults from ``hsa_dpo_train.sh``;
+    ``train.reference_projector`` ``"policy"`` (seed: reference on the policy's current projector) or
+    ``"frozen"`` (starting projector, cached reference)."""
 
     beta: float = 0.1
     use_rejected_score: bool = True
     use_chosen_score: bool = False
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         lr=2e-6, epochs=2, batch_size=4, grad_accum=4, warmup_ratio=0.03, max_length=1024, lora_r=128,
-        lora_alpha=256, lora_dropout=0.05, train_projector=True, disable_dropout=True))
+        lora_alpha=256, lora_dropout=0.05, train_projector=True, reference_projector="policy",
+        disable_dropout=True))
 
 
 def severity_weights(records: list[PreferenceRecord], attr: str, enabled: bool, device) -> torch.Tensor | float:
@@ -70,7 +79,7 @@ class HsaDpoMethod(Method):
 
     name = "hsa-dpo"
     data_pipeline = "hsa-dpo"
-    version = "1"
+    version = "2"
     description = "DPO with the rejected log-ratio weighted by the hallucination severity (rejected_score)"
     config_cls = HsaDpoConfig
 

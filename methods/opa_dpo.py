@@ -53,9 +53,32 @@ Choices and deviations (methods.md §4, §7):
   different parametrisation (a fresh LoRA starts at B = 0).
 * OPA-SFT images: the seed leaves ``image_aspect_ratio`` at ``square`` for that step (resize + centre
   crop); we pad to square in both stages (identical for square images).
-* DPO run length: ``total_epochs 4`` capped at 500 outer steps of 64 samples; lr 1e-6 with 5 warmup steps,
-  global batch 32 (2 per GPU × 4 GPUs × 4 accumulation; here 2 × 16). The 500-step cap only binds above
-  8 000 samples and is not modelled (set ``train.max_steps``).
+* DPO run length: ``total_epochs 4`` capped at 500 outer steps of 64 samples; lr 1e-6, global batch 32
+  (2 per GPU × 4 GPUs × 4 accumulation; here 2 × 16). The 500-step cap only binds above 8 000 samples and is
+  not modelled (set ``train.max_steps``).
+* schedule unit (``train.scheduler_step_every``, default 2 = the seed): the seed steps its scheduler once per
+  outer step of 64 samples, i.e. every 2 optimizer updates (``opadpo/dpo_models/rl_trainer.py``, ``step``
+  lines 181–189; accelerator built with ``step_scheduler_with_optimizer=False``, ``opadpo_train.py`` line
+  603; schedule length = outer steps, lines 215–225). So ``warmup_steps 5`` lasts 10 updates and the cosine
+  decays as a staircase held for two updates. ``scheduler_step_every=1`` decays every update.
+* gradient synchronisation (``train.sync_gradients``, default **True — a deliberate deviation**): the seed
+  runs every backward inside ``accelerator.no_sync(policy)`` (``rl_trainer.py`` lines 155–162), so on its
+  4-GPU DDP script the gradients are never all-reduced: each process updates its own copy on its own 8
+  samples per update and only rank 0's adapter is saved (``dpo_trainer.py``, ``save_model`` lines 847–866)
+  — the released model trained on a quarter of the samples, 8 per update, and three quarters of the compute
+  was discarded. We judge that a bug and synchronise (global batch 32 per update). ``sync_gradients=False``
+  reproduces the seed under ``accelerate launch`` (every backward in ``no_sync``, main process saves); on one
+  process it changes nothing — there the seed's rank-0 run is a run with a quarter of the data at 8 per update.
+* BOS in responses (``response_bos``, default True = the seed): the seed tokenises y_gt whole with the
+  tokenizer's ``<s>`` in front (``utils/data_utils_dpo.py`` line 123), and y_o / y_r piece by piece, keeping
+  ``<s>`` on the report's first entry only (lines 178–189), so all three responses start with ``<s>``, a scored
+  token (with the first sentence's weights). It cancels between the two sides of ℓ1 and ℓ2 (same context,
+  same weight) but not in ℓ3/ℓ4 (clean vs masked image) or the anchor. ``response_bos=False`` drops it.
+* DPO-stage prompt (``prompt_format``, default ``"reference"`` = the seed, :func:`opa_prompt_ids`):
+  ``"<s> {system} USER: <image> \\n{question} ASSISTANT: "`` (``DPO_Dataset``, lines 292–293 and 344): a
+  literal ``<s>`` after the tokenizer's BOS, a space after the image, a trailing space after ``ASSISTANT:``.
+  ``"vicuna_v1"`` uses the vicuna_v1 prompt of the OPA stage and of evaluation. The OPA-SFT stage always uses
+  vicuna_v1 (not audited here).
 * report parsing (:func:`bench.data.formats.load_opa`): the text after the last copied sentence stays in
   y_o (the seed drops it); scores outside 1–4 are load errors.
 """
@@ -70,6 +93,7 @@ import torch.nn.functional as F
 from bench.data.formats import OPA_ERROR_WEIGHT, OPA_SCORE_WEIGHT, opa_extra_from_pair
 from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError, DataError
+from bench.models.llava import IMAGE_PLACEHOLDER
 from bench.registry import METHODS
 from bench.train.config import TrainConfig
 from bench.train.method import ImageVariant, LogProbs, Method, Sequence, Stage, StepInputs
@@ -99,18 +123,28 @@ def _piece_ids(pre, text: str) -> list[int]:
     return list(pre.response_ids(text)[:-1])
 
 
-def response_pieces(pre, rec: PreferenceRecord, side: str) -> tuple[list[int], list[float], list[float]]:
+def _bos(pre) -> list[int]:
+    bos = pre.tokenizer.bos_token_id
+    if bos is None:
+        raise BenchError("opa-dpo: response_bos needs a tokenizer with a BOS token")
+    return [bos]
+
+
+def response_pieces(pre, rec: PreferenceRecord, side: str, bos: bool = False) -> tuple[list[int], list[float], list[float]]:
     """Token ids of y_o (``side="own"``) or y_r (``"rev"``) built sentence by sentence, and per-token
-    score and error-type weights, each with one more entry for ``</s>``."""
+    score and error-type weights, each with one more entry for ``</s>``. With ``bos`` the first piece keeps
+    the tokenizer's ``<s>`` in front, carrying that sentence's weights, as the seed's collator does: it
+    tokenises every piece with BOS and strips it from all but the report's first entry (so when that entry is
+    empty on this side, no piece keeps it)."""
     ids: list[int] = []
     score_w: list[float] = []
     error_w: list[float] = []
     key = "copied" if side == "own" else "rewritten"
-    for s in rec.extra.get("sentences") or []:
+    for n, s in enumerate(rec.extra.get("sentences") or []):
         text = (s.get(key) or "").strip()
         if not text:
             continue
-        piece = _piece_ids(pre, text)
+        piece = (_bos(pre) if bos and n == 0 else []) + _piece_ids(pre, text)
         ids += piece
         score_w += [OPA_SCORE_WEIGHT.get(int(s["score"]), 1.0)] * len(piece)
         error_w += [OPA_ERROR_WEIGHT.get(s.get("error_type", "correct"), 1.0)] * len(piece)
@@ -120,7 +154,7 @@ def response_pieces(pre, rec: PreferenceRecord, side: str) -> tuple[list[int], l
         score_w += [1.0] * len(piece)
         error_w += [1.0] * len(piece)
     if not ids:  # no usable report: the whole text, weight 1
-        ids = _piece_ids(pre, rec.extra["rollout" if side == "own" else "revision"])
+        ids = (_bos(pre) if bos else []) + _piece_ids(pre, rec.extra["rollout" if side == "own" else "revision"])
         score_w, error_w = [1.0] * len(ids), [1.0] * len(ids)
     if side == "own":
         score_w.append(0.0)  # the seed gives y_o's </s> no score weight
@@ -143,18 +177,33 @@ def _rev(r: PreferenceRecord) -> str:
     return r.extra["revision"]
 
 
-def _own_tokens(r: PreferenceRecord, pre) -> list[int]:
-    return response_pieces(pre, r, "own")[0]
+def opa_prompt_ids(pre, question: str) -> list[int]:
+    """The seed's DPO-stage query (``utils/data_utils_dpo.py``: ``DPO_Dataset``, lines 292–293 and 344): the
+    string ``"<s> {system} USER: <image> \\n{question} ASSISTANT: "`` — a literal ``<s>`` (which the tokenizer
+    reads as BOS) after the tokenizer's own BOS (``add_special_tokens`` on: two BOS ids, inferred from the
+    LLaMA tokenizer's behaviour), the image placeholder followed by a space (the seed writes ``"图 "`` and maps
+    that token to the image), and a trailing space after ``ASSISTANT:``. The image placeholder expands to the
+    model's image tokens as in the vicuna_v1 layout."""
+    q = question.replace(IMAGE_PLACEHOLDER, "").lstrip("\n")
+    before = f"<s> {pre.system} USER: "
+    after = f" \n{q} ASSISTANT: "
+    encode = lambda text: pre.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    return _bos(pre) + encode(before) + [pre.image_token_id] * pre.num_image_tokens + encode(after)
 
 
-def _rev_tokens(r: PreferenceRecord, pre) -> list[int]:
-    return response_pieces(pre, r, "rev")[0]
+def opa_prompt_text(question: str, system: str) -> str:
+    """The seed's DPO-stage query string with ``<image>`` for the image (what :func:`opa_prompt_ids` encodes)."""
+    q = question.replace(IMAGE_PLACEHOLDER, "").lstrip("\n")
+    return f"<s> {system} USER: {IMAGE_PLACEHOLDER} \n{q} ASSISTANT: "
 
 
 @dataclass
 class OpaDpoConfig:
     """Coefficients of ``configs/llava/llava_dpo.yaml``; loop settings of ``run/train_opa.sh`` (``sft``) and
-    ``run/train_opa_dpo.sh`` (``train``)."""
+    ``run/train_opa_dpo.sh`` (``train``). ``response_bos`` (True: responses start with ``<s>``),
+    ``prompt_format`` (``"reference"`` | ``"vicuna_v1"``) and ``train.scheduler_step_every`` (2) reproduce the
+    seed's run; ``train.sync_gradients`` True deviates from it on purpose (False = the seed's unsynchronised
+    processes). See the module docstring for each, with the seed's lines."""
 
     beta: float = 0.1
     coef_standard: float = 1.0  # standard_pair_coef
@@ -166,28 +215,41 @@ class OpaDpoConfig:
     mask_per_epoch: bool = False
     per_token_aligned: bool = False
     response_positions: int = 896  # response_len of the seed's collator (per_token_aligned only)
+    response_bos: bool = True  # y_gt, y_o, y_r start with <s>, as the seed's collator tokenises them
+    prompt_format: str = "reference"  # "reference": the seed's DPO query string; "vicuna_v1": the other stages'
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(
         lr=2e-5, epochs=2, batch_size=4, grad_accum=32, warmup_ratio=0.03, max_length=2048, lora_r=256,
         lora_alpha=512, lora_dropout=0.0, lora_vision=True, train_projector=False))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        lr=1e-6, epochs=4, batch_size=2, grad_accum=16, warmup_steps=5, max_length=2048, lora_r=256,
-        lora_alpha=512, lora_dropout=0.0, train_projector=False))
+        lr=1e-6, epochs=4, batch_size=2, grad_accum=16, warmup_steps=5, scheduler_step_every=2, max_length=2048,
+        lora_r=256, lora_alpha=512, lora_dropout=0.0, train_projector=False, sync_gradients=True))
 
 
 def sequences(cfg: OpaDpoConfig) -> list[Sequence]:
+    """The five DPO-stage sequences; ``response_bos`` and ``prompt_format`` decide their tokens and prompt."""
     masked = masked_variant(cfg.mask_ratio, cfg.mask_per_epoch)
-    return [Sequence("gt", _gt), Sequence("own", _own, tokens=_own_tokens), Sequence("rev", _rev, tokens=_rev_tokens),
-            Sequence("gt_masked", _gt, image=masked), Sequence("rev_masked", _rev, image=masked, tokens=_rev_tokens)]
+    bos = cfg.response_bos
+    gt_tokens = (lambda r, pre: _bos(pre) + list(pre.response_ids(_gt(r))[:-1])) if bos else None
+    own_tokens = lambda r, pre: response_pieces(pre, r, "own", bos)[0]  # noqa: E731
+    rev_tokens = lambda r, pre: response_pieces(pre, r, "rev", bos)[0]  # noqa: E731
+    if cfg.prompt_format not in ("reference", "vicuna_v1"):
+        raise BenchError(f"opa-dpo: prompt_format must be 'reference' or 'vicuna_v1', not {cfg.prompt_format!r}")
+    prompt = (lambda r, pre: opa_prompt_ids(pre, r.question)) if cfg.prompt_format == "reference" else None
+    return [Sequence("gt", _gt, tokens=gt_tokens, prompt=prompt),
+            Sequence("own", _own, tokens=own_tokens, prompt=prompt),
+            Sequence("rev", _rev, tokens=rev_tokens, prompt=prompt),
+            Sequence("gt_masked", _gt, image=masked, tokens=gt_tokens, prompt=prompt),
+            Sequence("rev_masked", _rev, image=masked, tokens=rev_tokens, prompt=prompt)]
 
 
-def token_weights(inputs: StepInputs, seq: str, kind: str) -> torch.Tensor:
+def token_weights(inputs: StepInputs, seq: str, kind: str, bos: bool = False) -> torch.Tensor:
     """[B, T] weights of sequence ``seq`` (``own``/``rev``/``rev_masked``), ``kind`` ``score`` or ``error``,
     aligned with ``inputs.policy[seq]`` (checked against its token ids)."""
     lp = inputs.policy[seq]
     side = "own" if seq == "own" else "rev"
     out = torch.zeros_like(lp.logps)
     for i, rec in enumerate(inputs.records):
-        ids, score_w, error_w = response_pieces(inputs.extra["pre"], rec, side)
+        ids, score_w, error_w = response_pieces(inputs.extra["pre"], rec, side, bos)
         n = int(lp.mask[i].sum())
         expected = ids + [inputs.extra["pre"].tokenizer.eos_token_id]
         if n != len(expected) or lp.tokens[i, :n].tolist() != expected:
@@ -233,11 +295,12 @@ def opa_dpo_loss(inputs: StepInputs, cfg: OpaDpoConfig) -> tuple[torch.Tensor, d
     p, r = inputs.policy, inputs.reference
     kw = {"per_token_aligned": cfg.per_token_aligned, "positions": cfg.response_positions}
     l1 = pair_loss(p, r, "gt", "own", cfg.beta, **kw)
-    l2 = pair_loss(p, r, "rev", "own", cfg.beta, token_weights(inputs, "rev", "score"),
-                   token_weights(inputs, "own", "score"), **kw)
+    bos = cfg.response_bos
+    l2 = pair_loss(p, r, "rev", "own", cfg.beta, token_weights(inputs, "rev", "score", bos),
+                   token_weights(inputs, "own", "score", bos), **kw)
     l3 = pair_loss(p, r, "gt", "gt_masked", cfg.beta, **kw)
-    l4 = pair_loss(p, r, "rev", "rev_masked", cfg.beta, token_weights(inputs, "rev", "error"),
-                   token_weights(inputs, "rev_masked", "error"), **kw)
+    l4 = pair_loss(p, r, "rev", "rev_masked", cfg.beta, token_weights(inputs, "rev", "error", bos),
+                   token_weights(inputs, "rev_masked", "error", bos), **kw)
     anchor = anchor_loss(p, r, cfg.beta, cfg.anchor_delta, **kw)
     loss = (cfg.coef_standard * l1 + cfg.coef_ai * l2 + cfg.coef_standard * cfg.coef_image * l3
             + cfg.coef_ai * cfg.coef_image * l4 + cfg.coef_anchor * anchor)
@@ -268,7 +331,7 @@ class OpaDpoMethod(Method):
 
     name = "opa-dpo"
     data_pipeline = "opa-dpo"
-    version = "1"
+    version = "2"
     description = "LoRA-SFT on gt + expert revisions (OPA), then DPO with sentence weights, masked images, anchor"
     config_cls = OpaDpoConfig
 

@@ -191,7 +191,7 @@ def test_opa_sequences_are_tokenised_sentence_by_sentence_with_aligned_weights(t
     (tmp_path / "opa.jsonl").write_text(json.dumps(_opa_row()) + "\n")
     (rec,) = formats.load_opa(tmp_path / "opa.jsonl")
     _, pre = tiny_llava_loader()
-    seqs = {s.name: s for s in sequences(OpaDpoConfig())}
+    seqs = {s.name: s for s in sequences(OpaDpoConfig(response_bos=False))}
     enc = encode_sequence(pre, rec, seqs["rev"], 2048)
     response = [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != -100]
     ids, score_w, error_w = response_pieces(pre, rec, "rev")
@@ -202,6 +202,47 @@ def test_opa_sequences_are_tokenised_sentence_by_sentence_with_aligned_weights(t
     assert error_w[:n0 + n1] == [1.0] * n0 + [3.0] * n1
     own_ids, own_w, _ = response_pieces(pre, rec, "own")
     assert pre.tokenizer.decode(own_ids).strip() == "A dog sits. A fork lies on it." and own_w[-1] == 0.0
+
+
+def test_opa_reference_run_starts_every_response_with_bos_after_the_seeds_dpo_prompt(tiny_llava_loader, tmp_path):
+    """Defaults = the seed's DPO stage: prompt ``"<s> {system} USER: <image> \\n{q} ASSISTANT: "`` after the
+    tokenizer's BOS (two BOS ids), image tokens in place of ``<image>``; y_gt, y_o, y_r (and the masked-image
+    copies) start with ``<s>`` and end with ``</s>``. ``response_bos=False, prompt_format="vicuna_v1"`` gives
+    back the vicuna_v1 encoding of the other stages."""
+    from bench.models.llava import IGNORE_INDEX
+    from bench.train.loop import encode_sequence
+    from methods.opa_dpo import OpaDpoConfig, opa_prompt_text, response_pieces, sequences
+
+    png(tmp_path / "images" / "a.png")
+    (tmp_path / "opa.jsonl").write_text(json.dumps(_opa_row()) + "\n")
+    (rec,) = formats.load_opa(tmp_path / "opa.jsonl")
+    _, pre = tiny_llava_loader()
+    tok, bos, eos = pre.tokenizer, pre.tokenizer.bos_token_id, pre.tokenizer.eos_token_id
+    text = opa_prompt_text(rec.question, pre.system)
+    assert text == ("<s> " + pre.system + " USER: <image> \nDescribe the image. ASSISTANT: ")
+    before, after = text.split("<image>")
+    prompt = ([bos] + tok(before, add_special_tokens=False)["input_ids"] + [pre.image_token_id] * pre.num_image_tokens
+              + tok(after, add_special_tokens=False)["input_ids"])
+    assert prompt[:2] == [bos, bos]
+    cfg = OpaDpoConfig()
+    assert cfg.response_bos and cfg.prompt_format == "reference"
+    for seq in sequences(cfg):
+        enc = encode_sequence(pre, rec, seq, 2048)
+        n = enc["prompt_len"]
+        assert enc["input_ids"][:n] == prompt, seq.name
+        response = enc["input_ids"][n:]
+        assert enc["labels"][n:] == response and set(enc["labels"][:n]) == {IGNORE_INDEX}
+        assert response[0] == bos and response[-1] == eos and bos not in response[1:], seq.name
+    gt = encode_sequence(pre, rec, sequences(cfg)[0], 2048)
+    assert gt["input_ids"][gt["prompt_len"]:] == [bos] + pre.response_ids(rec.extra["gt"])
+    own = encode_sequence(pre, rec, sequences(cfg)[1], 2048)
+    assert own["input_ids"][own["prompt_len"]:] == response_pieces(pre, rec, "own", bos=True)[0] + [eos]
+
+    plain = {s.name: s for s in sequences(OpaDpoConfig(response_bos=False, prompt_format="vicuna_v1"))}
+    assert encode_sequence(pre, rec, plain["gt"], 2048) == pre.encode_pair(rec.question, rec.extra["gt"], 2048)
+    rev = encode_sequence(pre, rec, plain["rev"], 2048)
+    assert rev["input_ids"][:rev["prompt_len"]] == pre.prompt_ids(rec.question)
+    assert rev["input_ids"][rev["prompt_len"]] != bos
 
 
 # -------------------------------------------------------------------------------------- our JSONL, dispatch

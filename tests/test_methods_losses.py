@@ -183,7 +183,7 @@ def _delta(k, i):
 def test_opa_five_term_loss_equals_the_hand_computation_in_sequence_form():
     from methods.opa_dpo import OpaDpoConfig, opa_dpo_loss
 
-    cfg = OpaDpoConfig()
+    cfg = OpaDpoConfig(response_bos=False)
     loss, m = opa_dpo_loss(_opa_inputs(P, R), cfg)
     b = cfg.beta
     score = {"own": [[2.0, 2.0, 1.0, 2.5, 0.0], [1.0, 0.0]], "rev": [[2.0, 2.0, 2.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]}
@@ -203,14 +203,14 @@ def test_opa_five_term_loss_equals_the_hand_computation_in_sequence_form():
     for key, v in (("gt_own", l1), ("rev_own", l2), ("gt_masked", l3), ("rev_masked", l4), ("anchor", anchor)):
         assert m[f"loss/{key}"].item() == pytest.approx(v, abs=1e-6), key
     coefs, _ = opa_dpo_loss(_opa_inputs(P, R), OpaDpoConfig(coef_standard=2.0, coef_ai=0.5, coef_image=1.0,
-                                                             coef_anchor=0.0))
+                                                             coef_anchor=0.0, response_bos=False))
     assert coefs.item() == pytest.approx(2 * l1 + 0.5 * l2 + 2 * l3 + 0.5 * l4, abs=1e-6)
 
 
 def test_opa_per_token_aligned_variant_is_the_seeds_position_mean_over_padded_positions():
     from methods.opa_dpo import OpaDpoConfig, opa_dpo_loss
 
-    cfg = OpaDpoConfig(per_token_aligned=True, response_positions=8)
+    cfg = OpaDpoConfig(per_token_aligned=True, response_positions=8, response_bos=False)
     loss, m = opa_dpo_loss(_opa_inputs(P, R), cfg)
     b, n = cfg.beta, 8
     score = {"own": [[2.0, 2.0, 1.0, 2.5, 0.0], [1.0, 0.0]], "rev": [[2.0, 2.0, 2.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]}
@@ -242,7 +242,7 @@ def test_opa_token_weights_refuse_a_sequence_that_does_not_match_its_pieces():
     inputs = _opa_inputs(P, R)
     inputs.policy["own"].tokens[0, 0] = 99
     with pytest.raises(BenchError, match="o1 \\(own\\): token weights do not line up"):
-        opa_dpo_loss(inputs, OpaDpoConfig())
+        opa_dpo_loss(inputs, OpaDpoConfig(response_bos=False))
 
 
 def test_opa_sft_loss_is_the_mean_token_cross_entropy_over_supervised_tokens():
@@ -262,3 +262,53 @@ def test_opa_mask_sets_the_floor_of_thirty_percent_of_positions_to_the_tensor_me
     changed = (a != x).any(0)
     assert changed.sum().item() == int(7 * 9 * 0.3) == 18  # floor, as the seed's int()
     assert torch.all(a[:, changed] == x.mean()) and torch.equal(a[:, ~changed], x[:, ~changed])
+
+
+class StubPreBos(StubPre):
+    class tokenizer:  # noqa: N801
+        eos_token_id = 2
+        bos_token_id = 1
+
+
+def test_opa_response_bos_leads_every_response_with_the_first_sentences_weights():
+    """The seed tokenises each report entry with <s> and strips it from all but the first entry: y_o and y_r start
+    with <s> carrying sentence 0's score / error weights; an empty first entry on a side leaves that side without."""
+    from methods.opa_dpo import response_pieces
+
+    ids, score_w, error_w = response_pieces(StubPreBos, opa_record(), "own", bos=True)
+    assert ids == [1, 11, 12, 14, 11] and score_w == [2.0, 2.0, 2.0, 1.0, 2.5, 0.0] and error_w[0] == 3.0
+    ids, score_w, error_w = response_pieces(StubPreBos, opa_record(), "rev", bos=True)
+    assert ids == [1, 11, 12, 13, 14, 12] and score_w[0] == 2.0 and error_w == [3.0] * 4 + [1.0] * 3
+    r = opa_record()
+    r.extra["sentences"][0]["rewritten"] = ""
+    assert response_pieces(StubPreBos, r, "rev", bos=True)[0][0] != 1
+    assert response_pieces(StubPreBos, r, "own", bos=True)[0][0] == 1
+
+
+def test_opa_bos_log_ratio_cancels_in_the_paired_terms_but_not_in_the_masked_terms_or_the_anchor():
+    """With ``response_bos`` the first token of y_gt, y_o, y_r is <s>, scored after the same prompt and image, so
+    its log-ratio is one number per sample on the clean image: shifting it changes ℓ3, ℓ4 (masked image) and the
+    anchor, never ℓ1 or ℓ2 — the seed's arithmetic."""
+    from methods.opa_dpo import OpaDpoConfig, opa_dpo_loss, response_pieces
+
+    def inputs(bos_shift: float):
+        r1 = opa_record()
+        r2 = PreferenceRecord("o2", "x.png", "q", "gg", "kk", extra={"gt": "gg", "rollout": "kk", "revision": "mm nn",
+                                                                   "sentences": [], "added": ""})
+        toks = {s: [response_pieces(StubPreBos, r, s if s != "rev_masked" else "rev", True)[0] + [2] for r in (r1, r2)]
+                for s in ("own", "rev", "rev_masked")}
+        pol = {k: [[bos_shift - 1.0] + row for row in v] for k, v in P.items()}  # prepend the BOS position
+        for k in ("gt_masked", "rev_masked"):  # masked image: BOS log-ratio not shifted
+            pol[k] = [[-1.0] + row for row in P[k]]
+        ref = {k: [[-1.0] + row for row in v] for k, v in R.items()}
+        return StepInputs([r1, r2], {k: lp(v, toks.get(k)) for k, v in pol.items()},
+                          {k: lp(v, toks.get(k)) for k, v in ref.items()}, extra={"pre": StubPreBos})
+
+    cfg = OpaDpoConfig()
+    assert cfg.response_bos
+    _, base = opa_dpo_loss(inputs(0.0), cfg)
+    _, moved = opa_dpo_loss(inputs(0.7), cfg)
+    for key in ("gt_own", "rev_own"):
+        assert moved[f"loss/{key}"].item() == pytest.approx(base[f"loss/{key}"].item(), abs=1e-6), key
+    for key in ("gt_masked", "rev_masked", "anchor"):
+        assert abs(moved[f"loss/{key}"].item() - base[f"loss/{key}"].item()) > 1e-3, key

@@ -28,6 +28,19 @@ class TrainConfig:
     full_finetune: train every language-model weight instead of LoRA.
     train_projector: also train the multimodal projector (HA-DPO/HSA-DPO's code path does, see
         methods.md §1.2; POVID's and OPA-DPO's does not).
+    reference_projector: which projector the reference forward uses when ``train_projector`` (preference stages):
+        ``"frozen"`` a frozen copy of the projector's starting weights (the reference is then fixed, so its
+        log-probs are cached); ``"policy"`` the policy's *current* projector, no gradient (HA-DPO/HSA-DPO's
+        trainers build the reference's input embeddings with the policy's projector); the reference then moves
+        with the projector and is computed online at every step, never cached. Ignored when the projector is
+        frozen (both settings are the same model).
+    sync_gradients: all-reduce gradients over processes before each update (DDP). ``False`` wraps every
+        backward in ``no_sync``: each process updates its own copy from its own shard and only the main
+        process's weights are saved (OPA-DPO's trainer, see methods/opa_dpo.py); a no-op on one process.
+        ``--resume`` restarts every process from the main process's weights, so it is not step-exact then.
+    scheduler_step_every: advance the learning-rate schedule once every N optimizer updates (OPA-DPO steps it
+        once per outer rollout step of 2 updates); warmup and schedule length count scheduler steps
+        (``ceil(steps / N)``), so with N = 2 the lr is a staircase held for two updates.
     disable_dropout: set every dropout p to 0 in policy and reference (all four seeds do).
     cache_reference: compute reference log-probs once per (sample, sequence) and store them.
     gradient_checkpointing: recompute activations in backward (transformers' non-reentrant checkpointing of
@@ -53,6 +66,9 @@ class TrainConfig:
     lora_vision: bool = False
     full_finetune: bool = False
     train_projector: bool = False
+    reference_projector: str = "frozen"
+    sync_gradients: bool = True
+    scheduler_step_every: int = 1
     disable_dropout: bool = True
     cache_reference: bool = True
     bf16: bool = True

@@ -9,7 +9,8 @@ transforms are functions of (seed, epoch, step, sample id), not of process histo
 
 Before the first step every record is checked (image present, no empty response, no sequence over
 ``max_length``, unique ids). The reference is :class:`ReferenceMode` (adapters disabled, plus the
-projector's starting weights when it trains); the cache and resume state are keyed by
+projector's starting weights when it trains — or, with ``reference_projector="policy"``, the policy's current
+projector, computed online at every step); the cache and resume state are keyed by
 :func:`stage_fingerprint` (data, method config, sequences, seed, earlier stages' weights). A non-finite
 loss or gradient norm stops the run naming the step and samples; the last periodic checkpoint stays.
 
@@ -167,18 +168,19 @@ class Encoded:
 
 def encode_sequence(pre: LlavaPreprocessor, rec: PreferenceRecord, seq: Sequence, max_length: int) -> dict:
     """input_ids/labels of one (record, sequence): the LLaVA template around ``seq.response(rec)``, or around
-    the method's own response ids (``seq.tokens``) followed by ``</s>``. Empty responses and sequences
-    longer than ``max_length`` raise, naming the sample and the sequence."""
+    the method's own response ids (``seq.tokens``) followed by ``</s>``, after the method's own prompt ids
+    (``seq.prompt``) when it has them. Empty responses and sequences longer than ``max_length`` raise, naming
+    the sample and the sequence."""
     where = f"sample {rec.id} ({seq.name})"
     response = seq.response(rec)
     if not isinstance(response, str) or not response.strip():
         raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
-    if seq.tokens is None:
+    if seq.tokens is None and seq.prompt is None:
         return pre.encode_pair(rec.question, response, max_length, where=where)
-    ids = list(seq.tokens(rec, pre))
+    ids = list(seq.tokens(rec, pre)) if seq.tokens is not None else pre.response_ids(response)[:-1]
     if not ids:
         raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
-    prompt = pre.prompt_ids(rec.question)
+    prompt = list(seq.prompt(rec, pre)) if seq.prompt is not None else pre.prompt_ids(rec.question)
     r = ids + [pre.tokenizer.eos_token_id]
     if len(prompt) + len(r) > max_length:
         raise BenchError(
@@ -370,7 +372,8 @@ class ReferenceMode:
     """Context in which ``model`` *is* the reference, the stage's starting model: adapters disabled and,
     when the projector is trained in place (``train_projector``), a frozen copy of its starting weights
     swapped in — otherwise online reference forwards (uncached image variants, POVID's noise) would see the
-    trained projector."""
+    trained projector. Without ``frozen_projector`` the reference uses the projector as it is now (what
+    ``TrainConfig.reference_projector="policy"`` asks for)."""
 
     def __init__(self, model, frozen_projector: torch.nn.Module | None = None):
         self.model, self.frozen = model, frozen_projector
@@ -488,8 +491,11 @@ def train_stage(
     set_trainable(model, cfg)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    _check_loop_options(cfg)
+    # the reference moves with the trained projector under reference_projector="policy": no frozen copy, no cache
+    moving_reference = cfg.train_projector and cfg.reference_projector == "policy"
     frozen_projector = None
-    if cfg.train_projector and stage.kind == "preference":
+    if cfg.train_projector and stage.kind == "preference" and not moving_reference:
         frozen_projector = copy.deepcopy(llava_of(model).model.multi_modal_projector).requires_grad_(False)
     ref_mode = lambda: ReferenceMode(model, frozen_projector)  # noqa: E731
     params = [p for p in model.parameters() if p.requires_grad]
@@ -497,13 +503,15 @@ def train_stage(
         raise BenchError(f"stage {stage.name}: no trainable parameters")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = total_steps(len(records), cfg, world)
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * steps)
-    sched = get_cosine_schedule_with_warmup(opt, warmup, steps)
+    sched_steps = math.ceil(steps / cfg.scheduler_step_every)  # the schedule's own unit (scheduler_step_every)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * sched_steps)
+    sched = get_cosine_schedule_with_warmup(opt, warmup, sched_steps)
     policy_forward, opt, sched = accelerator.prepare(PolicyForward(model), opt, sched)
     pad_id = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
 
     fp = stage_fingerprint(records, mcfg, stage, seed, start_fingerprint)
-    cache = ReferenceCache(stage_dir / "ref_logps.safetensors", fp) if (cfg.cache_reference and stage.kind == "preference") else None
+    cache = (ReferenceCache(stage_dir / "ref_logps.safetensors", fp)
+             if (cfg.cache_reference and stage.kind == "preference" and not moving_reference) else None)
 
     start_step, state_path, log_path = 0, stage_dir / "state.pt", stage_dir / "log.jsonl"
     if resume and state_path.exists():
@@ -553,7 +561,8 @@ def train_stage(
             epoch, idx = next(stream)
             batch = [records[i] for i in idx]
             ids_seen += [r.id for r in batch]
-            last = micro == cfg.grad_accum - 1  # DDP all-reduces the gradients on the last micro-batch only
+            # DDP all-reduces the gradients on the last micro-batch only (never with sync_gradients=False)
+            last = micro == cfg.grad_accum - 1 and cfg.sync_gradients
             with (contextlib.nullcontext() if last else accelerator.no_sync(policy_forward)), accelerator.autocast():
                 policy, enc, raw = policy_forward(run_sequences, pre, batch, stage.sequences, cfg, seed, epoch,
                                                   device, pad_id)
@@ -578,7 +587,8 @@ def train_stage(
                              f" {ids_seen}; no update was applied; {_last_good(state_path)}")
         lr_used = sched.get_last_lr()[0]
         opt.step()
-        sched.step()
+        if (step + 1) % cfg.scheduler_step_every == 0:
+            sched.step()
         opt.zero_grad(set_to_none=True)
         agg = dist.mean_over_processes(accelerator, agg)
         n_pairs = cfg.batch_size * cfg.grad_accum * world
@@ -609,6 +619,13 @@ def train_stage(
     summary["records"] = len(records)
     summary["processes"] = world
     return summary
+
+
+def _check_loop_options(cfg: TrainConfig) -> None:
+    if cfg.reference_projector not in ("frozen", "policy"):
+        raise BenchError(f"train.reference_projector must be 'frozen' or 'policy', not {cfg.reference_projector!r}")
+    if cfg.scheduler_step_every < 1:
+        raise BenchError(f"train.scheduler_step_every must be at least 1, not {cfg.scheduler_step_every}")
 
 
 def _non_finite_loss(method: Method, stage: Stage, loss: torch.Tensor, step: int, batch: list[PreferenceRecord],

@@ -9,9 +9,10 @@ batching, padding, label masks, the vision tower (run once per distinct image pe
 reference cache, optimisation, checkpoints and logging.
 
 Every stage starts from the previous stage's model with its adapter merged, gets a fresh LoRA,
-and its reference is that starting model (adapters disabled). This covers HA-DPO/HSA-DPO
-(frozen copy of the base ≡ base with adapters disabled, dropout off), POVID (stage 2 on the
-merged stage-1 model) and OPA-DPO (DPO whose reference is the OPA-SFT model).
+and its reference is that starting model (adapters disabled). This covers POVID (stage 2 on the
+merged stage-1 model) and OPA-DPO (DPO whose reference is the OPA-SFT model). HA-DPO/HSA-DPO train the
+projector in place, and their seeds' reference runs on the policy's *current* projector
+(``TrainConfig.reference_projector="policy"``; ``"frozen"`` keeps the starting projector instead).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class Sequence:
     ``tokens`` (optional) builds the response token ids itself, ``(record, preprocessor) -> ids``
     without the closing ``</s>`` (the loop appends it), for methods whose per-token weights must line
     up with how the response was cut into pieces (OPA-DPO tokenises sentence by sentence); when it is
-    None the loop tokenises ``response(record)`` as the LLaVA template does.
+    None the loop tokenises ``response(record)`` as the LLaVA template does. ``prompt`` (optional) builds
+    the prompt ids itself, ``(record, preprocessor) -> ids`` including the expanded image tokens, for methods
+    whose reference run used another prompt layout (OPA-DPO's DPO stage); None: the vicuna_v1 prompt.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Sequence:
     image: ImageVariant = CLEAN
     with_reference: bool = True
     tokens: Callable[[PreferenceRecord, Any], list[int]] | None = None
+    prompt: Callable[[PreferenceRecord, Any], list[int]] | None = None
 
 
 @dataclass
