@@ -38,11 +38,21 @@ def _run_config(args) -> "object":
     return cfg
 
 
+def _resolve_model(name: str, args) -> object:
+    """Resolve ``--model`` once with ``--revision`` / ``--trust-remote-code`` (remembered for the process), so a
+    missing hub model fails before any work."""
+    from bench.models.loading import model_entry
+
+    return model_entry(name, revision=getattr(args, "revision", None),
+                       trust_remote_code=getattr(args, "trust_remote_code", False))
+
+
 def cmd_run(args) -> int:
     from bench.config import config_hash
     from bench.pipeline import run
 
     cfg = _run_config(args)
+    _resolve_model(cfg.model, args)
     print(f"bench run: model={cfg.model} methods={','.join(cfg.methods)} benchmarks={','.join(cfg.benchmarks)}"
           f" out={cfg.out} config_hash={config_hash(cfg)}", file=sys.stderr)
     summary = run(cfg, progress=not args.quiet, resume=not args.no_resume)
@@ -59,7 +69,7 @@ def cmd_train(args) -> int:
     from bench.config import parse_overrides
 
     load_plugins()
-    entry = model_entry(args.model)
+    entry = _resolve_model(args.model, args)
     overrides = parse_overrides(args.overrides) if args.overrides else {}
     if args.max_steps is not None:
         overrides.setdefault("train", {})["max_steps"] = args.max_steps
@@ -77,7 +87,7 @@ def cmd_eval(args) -> int:
     from bench.config import merge, parse_overrides
 
     load_plugins()
-    entry = model_entry(args.model)
+    entry = _resolve_model(args.model, args)
     ecfg = EvalConfig()
     if args.overrides:
         ecfg = merge(ecfg, parse_overrides(args.overrides).get("eval", {}), where="overrides")
@@ -170,7 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp, model=True):
         if model:
-            sp.add_argument("--model", default=None if sp.prog.endswith("run") else "tiny-llava")
+            sp.add_argument("--model", default=None if sp.prog.endswith("run") else "tiny-llava",
+                            help="registered name, local checkpoint folder or hub id")
+            sp.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of a hub id")
+            sp.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_true",
+                            help="allow the checkpoint's own modelling code (never on by default)")
         sp.add_argument("--seed", type=int, default=None if sp.prog.endswith("run") else 0)
         sp.add_argument("--device", default=None if sp.prog.endswith("run") else "auto")
         sp.add_argument("--data-root", dest="data_root", default=None, help="benchmark/synthetic data root")
@@ -246,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_build_parser(dsub)
     sp.set_defaults(func=cmd_data)
+
+    from bench.models.cli import add_models_parser
+
+    add_models_parser(sub)
 
     sp = sub.add_parser("perf", help="performance benchmarks")
     sp.add_argument("what", choices=["train", "eval"])

@@ -126,7 +126,7 @@ def is_main_process() -> bool:
 
 def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_dir: Path, data: str | None,
                  data_root: Path, seed: int, device: str, resume: bool = False, progress: bool = True) -> dict:
-    from bench.models.llava import make_preprocessor
+    from bench.models.loading import make_preprocessor
     from bench.train.loop import train
 
     method, mcfg = method_config(method_name, entry, mcfg_overrides)

@@ -1,0 +1,101 @@
+"""Tiny random checkpoints of every supported family, built from configs (no download): for tests and smoke runs.
+
+``python -m bench models make-tiny --family llava-1.5|llava-next --out DIR`` writes a folder in the family's
+HF layout (``config.json``, ``model.safetensors``, tokenizer and processor files, a chat template where the
+family's prompt is one) that ``from_pretrained`` and ``bench … --model DIR`` load offline. The tokenizer is the
+project's own byte-level BPE trained on the synthetic world's text (:func:`bench.models.tiny_llava.build_tokenizer`);
+the weights are random (seeded). ``bench_model.json`` (``{"profile": "tiny"}``) makes ``--model DIR`` train with
+the embedded tiny-llava's scale profile and build its methods' data on the synthetic world.
+
+Sizes: CLIP vision tower 32 px / patch 8 (16 tokens per 32×32 view), 3 layers of width 64; a 4-layer Llama of
+width 128. LLaVA-NeXT: grid pinpoints up to 64×64 (a base view + up to 4 tiles).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from bench.errors import BenchError
+from bench.io import atomic_write_json
+
+IMAGE_SIZE, PATCH = 32, 8
+FAMILY_NAMES = ("llava-1.5", "llava-next")
+
+# Our own template in the LLaVA-1.6-mistral layout ("[INST] <image>\n{question} [/INST] {answer}</s>"), written
+# for the tiny checkpoint; real checkpoints bring theirs.
+NEXT_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %} [/INST]"
+    "{% elif m['role'] == 'assistant' %}{% for c in m['content'] %}{% if c['type'] == 'text' %} {{ c['text'] }}"
+    "{% endif %}{% endfor %}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def _vision_text_configs(tokenizer):
+    from transformers import CLIPVisionConfig, LlamaConfig
+
+    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                              image_size=IMAGE_SIZE, patch_size=PATCH)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    return vision, text
+
+
+def _generation_ids(model, tokenizer) -> None:
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+
+
+def build_llava_next(seed: int = 0):
+    """An untrained tiny ``LlavaNextForConditionalGeneration`` + ``LlavaNextProcessor``."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    from bench.models.tiny_llava import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_grid_pinpoints=pinpoints, image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711])
+    vision, text = _vision_text_configs(tokenizer)
+    config = LlavaNextConfig(vision_config=vision, text_config=text, image_grid_pinpoints=pinpoints,
+                             image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
+                             vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration(config)
+    _generation_ids(model, tokenizer)
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH,
+                                   vision_feature_select_strategy="default", chat_template=NEXT_CHAT_TEMPLATE,
+                                   num_additional_image_tokens=1)  # CLIP's CLS, dropped by "default"
+    return model, processor
+
+
+def build(family: str, seed: int = 0):
+    """(model, processor) of a tiny random checkpoint of ``family``."""
+    if family == "llava-1.5":
+        from bench.models.tiny_llava import build_tiny_llava
+
+        return build_tiny_llava(None, seed=seed)
+    if family == "llava-next":
+        return build_llava_next(seed)
+    raise BenchError(f"make-tiny: unknown family {family!r} (choose from {', '.join(FAMILY_NAMES)})")
+
+
+def make_tiny(family: str, out: str | Path, seed: int = 0) -> Path:
+    """Build and save a tiny checkpoint of ``family`` to ``out``; returns the folder."""
+    model, processor = build(family, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    atomic_write_json(out / "bench_model.json", {"profile": "tiny", "family": family, "seed": seed,
+                                                 "made_by": "python -m bench models make-tiny"})
+    return out
