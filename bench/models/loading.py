@@ -167,6 +167,8 @@ class LocalModel(HfModel):
 
     def __init__(self, path: str, revision: str | None = None, trust_remote_code: bool = False):
         folder = Path(path).resolve()
+        if revision:
+            raise BenchError(f"--revision applies to hub ids, not to the local folder {folder}")
         super().__init__(folder.name, str(folder), f"local checkpoint {path}", None, trust_remote_code)
         self.ref = str(folder)
         self.folder = folder
