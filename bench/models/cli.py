@@ -8,7 +8,8 @@ import argparse
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     from bench.models.make_tiny import make_tiny
 
-    out = make_tiny(args.family, args.out, seed=args.seed)
+    out = make_tiny(args.family, args.out, seed=args.seed, pretrain_steps=args.pretrain_steps,
+                    data_root=args.data_root)
     print(f"wrote a tiny random {args.family} checkpoint to {out} (use it with --model {out})")
     return 0
 
@@ -23,4 +24,7 @@ def add_models_parser(sub) -> None:
     mt.add_argument("--family", required=True, choices=FAMILY_NAMES)
     mt.add_argument("--out", required=True)
     mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--pretrain-steps", dest="pretrain_steps", type=int, default=0,
+                    help="fine-tune N steps on the synthetic world first (default 0: random weights)")
+    mt.add_argument("--data-root", dest="data_root", default=None, help="synthetic world for --pretrain-steps")
     mt.set_defaults(func=cmd_make_tiny)

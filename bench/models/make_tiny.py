@@ -4,7 +4,8 @@
 HF layout (``config.json``, ``model.safetensors``, tokenizer and processor files, a chat template where the
 family's prompt is one) that ``from_pretrained`` and ``bench … --model DIR`` load offline. The tokenizer is the
 project's own byte-level BPE trained on the synthetic world's text (:func:`bench.models.tiny_llava.build_tokenizer`);
-the weights are random (seeded). ``bench_model.json`` (``{"profile": "tiny"}``) makes ``--model DIR`` train with
+the weights are random (seeded), optionally followed by ``--pretrain-steps N`` steps of fine-tuning on the
+synthetic world (so that smoke runs' data pipelines get sentences, not random tokens). ``bench_model.json`` (``{"profile": "tiny"}``) makes ``--model DIR`` train with
 the embedded tiny-llava's scale profile and build its methods' data on the synthetic world.
 
 Sizes: CLIP vision tower 32 px / patch 8 (16 tokens per 32×32 view), 3 layers of width 64; a 4-layer Llama of
@@ -89,13 +90,73 @@ def build(family: str, seed: int = 0):
     raise BenchError(f"make-tiny: unknown family {family!r} (choose from {', '.join(FAMILY_NAMES)})")
 
 
-def make_tiny(family: str, out: str | Path, seed: int = 0) -> Path:
-    """Build and save a tiny checkpoint of ``family`` to ``out``; returns the folder."""
+def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch_size: int = 16,
+             lr: float = 1e-3) -> dict:
+    """A short full fine-tuning on the synthetic world's pretraining rows (captions + yes/no questions), through
+    the family's preprocessor (its template, image preprocessing and label masks), so that a smoke run's data
+    pipelines see sentences in the world's words rather than random tokens. AdamW, cosine schedule, 5% warmup,
+    grad-norm clip 1.0 (the tiny-llava recipe's loop, shorter; :mod:`bench.models.tiny_pretrain`)."""
+    import random
+    import time
+
+    from transformers import get_cosine_schedule_with_warmup
+
+    from bench.io import read_jsonl
+    from bench.models.loading import make_preprocessor
+    from bench.models.llava import load_image
+    from bench.train.forward import pad_batch
+
+    pre = make_preprocessor(processor, model.config)
+    rows = read_jsonl(Path(data_root) / "pretrain" / "train.jsonl")
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+    images: dict[str, tuple] = {}
+    model.train()
+    t0, losses = time.perf_counter(), []
+    for _ in range(steps):
+        batch_rows = rng.sample(rows, batch_size)
+        enc, inputs = [], []
+        for r in batch_rows:
+            if r["image"] not in images:
+                img = load_image(Path(data_root) / r["image"])
+                images[r["image"]] = (img.size, pre.image_input(img))
+            size, inp = images[r["image"]]
+            enc.append(pre.encode_pair(r["question"], r["answer"], 1024, image_size=size))
+            inputs.append(inp)
+        batch = pad_batch(enc, pre.tokenizer.pad_token_id, list(range(len(enc))))
+        pixels, extra = pre.collate(inputs)
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, pixel_values=pixels,
+                    labels=batch.labels, **extra)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(out.loss.item())
+    model.eval()
+    tail = losses[-min(20, len(losses)):]
+    return {"steps": steps, "batch_size": batch_size, "lr": lr, "final_loss": round(sum(tail) / len(tail), 4),
+            "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def make_tiny(family: str, out: str | Path, seed: int = 0, pretrain_steps: int = 0,
+              data_root: str | Path | None = None) -> Path:
+    """Build and save a tiny checkpoint of ``family`` to ``out``; returns the folder. With ``pretrain_steps``,
+    first fine-tune it that many steps on the synthetic world (``data_root``, default: the embedded one)."""
     model, processor = build(family, seed)
+    info: dict = {}
+    if pretrain_steps:
+        if data_root is None:
+            from bench.models import TinyLlava
+
+            data_root = TinyLlava().default_data_root()
+        torch.manual_seed(seed)
+        info = pretrain(model, processor, Path(data_root), pretrain_steps, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     atomic_write_json(out / "bench_model.json", {"profile": "tiny", "family": family, "seed": seed,
-                                                 "made_by": "python -m bench models make-tiny"})
+                                                 "pretrain": info, "made_by": "python -m bench models make-tiny"})
     return out
