@@ -35,6 +35,7 @@ import torch
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
 from bench.errors import BenchError, DataError
 from bench.io import atomic_write_text, iter_jsonl, sha256_text, truncate_torn_tail, append_jsonl
+from bench.models.family import family_of
 from bench.models.llava import LlavaPreprocessor, load_image
 
 
@@ -78,7 +79,8 @@ def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: Ge
     for i, p in enumerate(prompts):
         ids[i, length - len(p):] = torch.tensor(p)
         att[i, length - len(p):] = 1
-    if gen.num_beams == 1 and not gen.do_sample and not use_hf_generate:
+    family = family_of(model)
+    if gen.num_beams == 1 and not gen.do_sample and not use_hf_generate and family.own_greedy():
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         new = greedy_decode(model, ids.to(device), att.to(device), pos.to(device), gen.max_new_tokens,
                             pre.tokenizer.eos_token_id, pixel_values=pixels, image_extra=extra)
@@ -88,7 +90,7 @@ def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: Ge
     if gen.do_sample:
         kwargs["temperature"] = gen.temperature
     out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), pixel_values=pixels, **extra,
-                         **kwargs)
+                         **family.generate_inputs(model, ids.to(device)), **kwargs)
     texts = pre.tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
     return [_postprocess(t, gen) for t in texts]
 
@@ -273,8 +275,6 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     ``<pred_path>.rank<r>``; :func:`merge_shards` then writes the canonical file. The canonical
     predictions file is always in the protocol's item order, so 1 and N processes give the same file.
     """
-    from bench.models.family import family_of
-
     reuse_prefix = reuse_prefix and family_of(model).prefix_sharing()
     all_items = bench.items(data_root)
     if limit is not None:

@@ -97,7 +97,7 @@ class ChatTemplatePreprocessor:
         """Tokens closing the assistant turn (supervised; ends with EOS)."""
         ids = self._encode(self._turn_parts()[1])
         eos = self.tokenizer.eos_token_id
-        return ids if eos in ids else ids + [eos]
+        return ids[: ids.index(eos) + 1] if eos in ids else ids + [eos]  # up to the end of turn (what is generated)
 
     def text_ids(self, text: str) -> list[int]:
         """Answer tokens as the template lays them out after the generation prompt (no closing tokens)."""

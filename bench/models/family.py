@@ -16,7 +16,8 @@ engine (:mod:`bench.eval.engine`, prefix sharing included) talk to a checkpoint 
   the language model (``language_model_inputs``: Qwen2-VL's 3-D rotary positions from the model's own
   ``get_rope_index``).
 
-Families in this package: ``llava-1.5`` (model_type ``llava``), ``llava-next`` (``llava_next``). Another
+Families in this package: ``llava-1.5`` (model_type ``llava``), ``llava-next`` (``llava_next``), ``qwen2-vl``
+(``qwen2_vl``). Another
 family is one module defining a :class:`ModelFamily` subclass and registering it (entry-point group
 ``bench.model_families`` for third-party packages).
 """
@@ -67,6 +68,12 @@ class ModelFamily:
 
         return getattr(transformers, self.hf_class)
 
+    def load_processor(self, folder: Any, **kwargs: Any) -> Any:
+        """The checkpoint's processor (``AutoProcessor``)."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(folder, **kwargs)
+
     def make_preprocessor(self, processor: Any, config: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -104,6 +111,15 @@ class ModelFamily:
         """Extra keyword inputs of the language model for a right-padded batch (position ids when the family's
         are not the default 0..L-1)."""
         return {}
+
+    def generate_inputs(self, model: torch.nn.Module, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra inputs of a full-model call (``generate`` / forward with ``pixel_values``) besides the images."""
+        return {}
+
+    def own_greedy(self) -> bool:
+        """Whether the engine's greedy loop (1-D position ids from the attention mask) is valid for this family;
+        otherwise greedy batches are decoded with ``generate``."""
+        return True
 
     def prefix_sharing(self) -> bool:
         """Whether the eval engine may run the image + common prompt prefix once and continue each question

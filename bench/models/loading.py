@@ -87,13 +87,11 @@ def read_family(folder: Path) -> ModelFamily:
 def load_folder(folder: Path, family: ModelFamily, dtype: torch.dtype = torch.float32, device: str = "cpu",
                 trust_remote_code: bool = False):
     """(model, processor) of a local checkpoint folder with the family's transformers class."""
-    from transformers import AutoProcessor
-
     kwargs: dict[str, Any] = {"local_files_only": True}
     if trust_remote_code:
         kwargs["trust_remote_code"] = True
     try:
-        processor = AutoProcessor.from_pretrained(folder, **kwargs)
+        processor = family.load_processor(folder, **kwargs)
         model = family.model_class().from_pretrained(folder, dtype=dtype, **kwargs)
     except OSError as exc:
         raise BenchError(f"cannot load checkpoint {folder}: {str(exc).splitlines()[0]}") from None

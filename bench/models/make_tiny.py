@@ -22,7 +22,7 @@ from bench.errors import BenchError
 from bench.io import atomic_write_json
 
 IMAGE_SIZE, PATCH = 32, 8
-FAMILY_NAMES = ("llava-1.5", "llava-next")
+FAMILY_NAMES = ("llava-1.5", "llava-next", "qwen2-vl")
 
 # Our own template in the LLaVA-1.6-mistral layout ("[INST] <image>\n{question} [/INST] {answer}</s>"), written
 # for the tiny checkpoint; real checkpoints bring theirs.
@@ -79,6 +79,52 @@ def build_llava_next(seed: int = 0):
     return model, processor
 
 
+# Our own chatml template in Qwen2-VL's layout (default system sentence, the image as
+# <|vision_start|><|image_pad|><|vision_end|> before the text); real checkpoints bring theirs.
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN_SPECIAL = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+                "<|endoftext|>")
+
+
+def build_qwen2_vl(seed: int = 0):
+    """An untrained tiny ``Qwen2VLForConditionalGeneration`` + ``Qwen2VLProcessor`` (patch 4, merge 2: a 48×36
+    image → grid 1×10×12 → 30 image tokens)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from bench.models.families.qwen2_vl import ProcessorParts
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from bench.models.tiny_llava import build_tokenizer
+
+    tokenizer = build_tokenizer(extra_special=QWEN_SPECIAL, bos_token=None, eos_token="<|im_end|>",
+                                pad_token="<|endoftext|>", extra_special_tokens={"image_token": "<|image_pad|>"})
+    tid = tokenizer.convert_tokens_to_ids
+    image_processor = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
+                                               min_pixels=8 * 8, max_pixels=64 * 64)
+    config = Qwen2VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 128, "intermediate_size": 256,
+                     "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "max_position_embeddings": 1024, "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]},
+                     "eos_token_id": tid("<|im_end|>"), "pad_token_id": tid("<|endoftext|>"),
+                     "bos_token_id": None, "tie_word_embeddings": False},
+        vision_config={"depth": 2, "embed_dim": 64, "hidden_size": 128, "num_heads": 4, "mlp_ratio": 2,
+                       "patch_size": 4, "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3},
+        image_token_id=tid("<|image_pad|>"), video_token_id=tid("<|video_pad|>"),
+        vision_start_token_id=tid("<|vision_start|>"), vision_end_token_id=tid("<|vision_end|>"),
+        tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    _generation_ids(model, tokenizer)
+    processor = ProcessorParts(tokenizer, image_processor, QWEN_CHAT_TEMPLATE)  # Qwen2VLProcessor needs torchvision
+    return model, processor
+
+
 def build(family: str, seed: int = 0):
     """(model, processor) of a tiny random checkpoint of ``family``."""
     if family == "llava-1.5":
@@ -87,6 +133,8 @@ def build(family: str, seed: int = 0):
         return build_tiny_llava(None, seed=seed)
     if family == "llava-next":
         return build_llava_next(seed)
+    if family == "qwen2-vl":
+        return build_qwen2_vl(seed)
     raise BenchError(f"make-tiny: unknown family {family!r} (choose from {', '.join(FAMILY_NAMES)})")
 
 
