@@ -139,7 +139,7 @@ def build(family: str, seed: int = 0):
 
 
 def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch_size: int = 16,
-             lr: float = 1e-3) -> dict:
+             lr: float = 2e-3) -> dict:
     """A short full fine-tuning on the synthetic world's pretraining rows (captions + yes/no questions), through
     the family's preprocessor (its template, image preprocessing and label masks), so that a smoke run's data
     pipelines see sentences in the world's words rather than random tokens. AdamW, cosine schedule, 5% warmup,
