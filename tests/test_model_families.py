@@ -1,4 +1,4 @@
-"""LLaVA-NeXT and Qwen2-VL through the model-family interface, each on a tiny random checkpoint made by
+"""LLaVA-NeXT, Qwen2-VL and Qwen2.5-VL through the model-family interface, each on a tiny random checkpoint made by
 ``bench models make-tiny``: the eval engine equals transformers' ``generate`` at batch 1 (batched path and, for
 LLaVA-NeXT, prefix sharing; images of different sizes and therefore different image-token counts), LLaVA-NeXT's
 chat-template prompt equals the llava-hf processor's ids, the loop's batched forward equals the model's own
@@ -17,7 +17,7 @@ from bench.data.preference import PreferenceRecord
 SIZES = [(48, 36), (30, 60), (40, 28), (64, 64)]  # different aspect ratios → different any-res grids
 
 
-FAMILIES = ["llava-next", "qwen2-vl"]
+FAMILIES = ["llava-next", "qwen2-vl", "qwen2.5-vl"]
 _DIRS: dict = {}
 
 
@@ -94,7 +94,7 @@ def test_loop_forward_equals_the_models_own_forward_per_sequence(family, next_lo
         for i, (e, im) in enumerate(zip(encs, imgs)):
             pix, ex = pre.images([im])
             ids = torch.tensor([e["input_ids"]])
-            if family == "qwen2-vl":
+            if family.startswith("qwen"):
                 ex["mm_token_type_ids"] = (ids == pre.image_token_id).int()
             logits = model(input_ids=ids, pixel_values=pix, **ex).logits[0, :-1].float()
             labels = torch.tensor(e["labels"][1:])

@@ -3,7 +3,8 @@
 ``--model`` is one of
 
 * a registered name: ``llava-7b`` / ``llava-13b`` (``llava-hf/llava-1.5-{7b,13b}-hf``), ``llava-next-7b``
-  (``llava-hf/llava-v1.6-vicuna-7b-hf``), the embedded ``tiny-llava``;
+  (``llava-hf/llava-v1.6-vicuna-7b-hf``), ``qwen2-vl-7b`` / ``qwen2.5-vl-7b`` (``Qwen/Qwen2{,.5}-VL-7B-Instruct``),
+  the embedded ``tiny-llava``;
 * a local folder in a family's HF layout (``config.json`` + weights + processor files), e.g. one written by
   ``bench models make-tiny``;
 * any hub id (``owner/name``), optionally at ``--revision``.
@@ -153,6 +154,11 @@ MODELS.add("llava-13b", HfModel("llava-13b", "llava-hf/llava-1.5-13b-hf",
                                 "LLaVA-1.5 13B (llava-hf/llava-1.5-13b-hf), vicuna_v1 template, pad-to-square"))
 MODELS.add("llava-next-7b", HfModel("llava-next-7b", "llava-hf/llava-v1.6-vicuna-7b-hf",
                                     "LLaVA-NeXT 7B (llava-hf/llava-v1.6-vicuna-7b-hf), chat template, any-res tiles"))
+
+MODELS.add("qwen2-vl-7b", HfModel("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct",
+                                  "Qwen2-VL 7B Instruct (Qwen/Qwen2-VL-7B-Instruct), chatml, dynamic resolution"))
+MODELS.add("qwen2.5-vl-7b", HfModel("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct",
+                                    "Qwen2.5-VL 7B Instruct (Qwen/Qwen2.5-VL-7B-Instruct), chatml, dynamic resolution"))
 
 
 TINY_MARKER = "bench_model.json"

@@ -1,6 +1,6 @@
 """Tiny random checkpoints of every supported family, built from configs (no download): for tests and smoke runs.
 
-``python -m bench models make-tiny --family llava-1.5|llava-next --out DIR`` writes a folder in the family's
+``python -m bench models make-tiny --family llava-1.5|llava-next|qwen2-vl|qwen2.5-vl --out DIR`` writes a folder in the family's
 HF layout (``config.json``, ``model.safetensors``, tokenizer and processor files, a chat template where the
 family's prompt is one) that ``from_pretrained`` and ``bench … --model DIR`` load offline. The tokenizer is the
 project's own byte-level BPE trained on the synthetic world's text (:func:`bench.models.tiny_llava.build_tokenizer`);
@@ -9,7 +9,8 @@ synthetic world (so that smoke runs' data pipelines get sentences, not random to
 the embedded tiny-llava's scale profile and build its methods' data on the synthetic world.
 
 Sizes: CLIP vision tower 32 px / patch 8 (16 tokens per 32×32 view), 3 layers of width 64; a 4-layer Llama of
-width 128. LLaVA-NeXT: grid pinpoints up to 64×64 (a base view + up to 4 tiles).
+width 128. LLaVA-NeXT: grid pinpoints up to 64×64 (a base view + up to 4 tiles). Qwen2-VL / Qwen2.5-VL: a
+2-block vision tower with patch 4 and merge 2, a 4-layer Qwen2 language model with M-RoPE sections (4, 6, 6).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bench.errors import BenchError
 from bench.io import atomic_write_json
 
 IMAGE_SIZE, PATCH = 32, 8
-FAMILY_NAMES = ("llava-1.5", "llava-next", "qwen2-vl")
+FAMILY_NAMES = ("llava-1.5", "llava-next", "qwen2-vl", "qwen2.5-vl")
 
 # Our own template in the LLaVA-1.6-mistral layout ("[INST] <image>\n{question} [/INST] {answer}</s>"), written
 # for the tiny checkpoint; real checkpoints bring theirs.
@@ -92,10 +93,11 @@ QWEN_SPECIAL = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|
                 "<|endoftext|>")
 
 
-def build_qwen2_vl(seed: int = 0):
-    """An untrained tiny ``Qwen2VLForConditionalGeneration`` + ``Qwen2VLProcessor`` (patch 4, merge 2: a 48×36
-    image → grid 1×10×12 → 30 image tokens)."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def build_qwen2_vl(seed: int = 0, version: str = "2"):
+    """An untrained tiny ``Qwen2VLForConditionalGeneration`` (``version`` "2.5": ``Qwen2_5_VL…``) with the
+    tokenizer, image processor and chat template of a processor (patch 4, merge 2: a 48×36 image → grid
+    1×8×12 → 24 image tokens)."""
+    import transformers
 
     from bench.models.families.qwen2_vl import ProcessorParts
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -107,19 +109,27 @@ def build_qwen2_vl(seed: int = 0):
     tid = tokenizer.convert_tokens_to_ids
     image_processor = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
                                                min_pixels=8 * 8, max_pixels=64 * 64)
-    config = Qwen2VLConfig(
+    if version == "2":
+        config_cls, model_cls = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+        vision = {"depth": 2, "embed_dim": 64, "hidden_size": 128, "num_heads": 4, "mlp_ratio": 2,
+                  "patch_size": 4, "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3}
+    else:
+        config_cls, model_cls = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+        vision = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4, "out_hidden_size": 128,
+                  "patch_size": 4, "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3,
+                  "window_size": 16, "fullatt_block_indexes": [1]}
+    config = config_cls(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 128, "intermediate_size": 256,
                      "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
                      "max_position_embeddings": 1024, "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]},
                      "eos_token_id": tid("<|im_end|>"), "pad_token_id": tid("<|endoftext|>"),
                      "bos_token_id": None, "tie_word_embeddings": False},
-        vision_config={"depth": 2, "embed_dim": 64, "hidden_size": 128, "num_heads": 4, "mlp_ratio": 2,
-                       "patch_size": 4, "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3},
+        vision_config=vision,
         image_token_id=tid("<|image_pad|>"), video_token_id=tid("<|video_pad|>"),
         vision_start_token_id=tid("<|vision_start|>"), vision_end_token_id=tid("<|vision_end|>"),
         tie_word_embeddings=False)
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
+    model = model_cls(config)
     _generation_ids(model, tokenizer)
     processor = ProcessorParts(tokenizer, image_processor, QWEN_CHAT_TEMPLATE)  # Qwen2VLProcessor needs torchvision
     return model, processor
@@ -135,6 +145,8 @@ def build(family: str, seed: int = 0):
         return build_llava_next(seed)
     if family == "qwen2-vl":
         return build_qwen2_vl(seed)
+    if family == "qwen2.5-vl":
+        return build_qwen2_vl(seed, version="2.5")
     raise BenchError(f"make-tiny: unknown family {family!r} (choose from {', '.join(FAMILY_NAMES)})")
 
 
@@ -150,11 +162,13 @@ def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch
     from transformers import get_cosine_schedule_with_warmup
 
     from bench.io import read_jsonl
+    from bench.models.family import family_of
     from bench.models.loading import make_preprocessor
     from bench.models.llava import load_image
     from bench.train.forward import pad_batch
 
     pre = make_preprocessor(processor, model.config)
+    family = family_of(model)
     rows = read_jsonl(Path(data_root) / "pretrain" / "train.jsonl")
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -175,7 +189,7 @@ def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch
         batch = pad_batch(enc, pre.tokenizer.pad_token_id, list(range(len(enc))))
         pixels, extra = pre.collate(inputs)
         out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, pixel_values=pixels,
-                    labels=batch.labels, **extra)
+                    labels=batch.labels, **extra, **family.generate_inputs(model, batch.input_ids))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

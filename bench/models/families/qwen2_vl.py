@@ -1,4 +1,4 @@
-"""Qwen2-VL (``Qwen2VLForConditionalGeneration``, model_type ``qwen2_vl``).
+"""Qwen2-VL (``Qwen2VLForConditionalGeneration``, model_type ``qwen2_vl``) and Qwen2.5-VL (``qwen2_5_vl``).
 
 Prompt: the checkpoint's chat template (chatml: ``<|im_start|>system … <|im_end|>``, the image as
 ``<|vision_start|><|image_pad|><|vision_end|>``), see :mod:`bench.models.chat_template`; the assistant turn's
@@ -130,4 +130,15 @@ class Qwen2VLFamily(ModelFamily):
         return False
 
 
+class Qwen25VLFamily(Qwen2VLFamily):
+    """Qwen2.5-VL: the same template, image inputs and M-RoPE interface (``get_rope_index``); its vision tower
+    adds window attention and RMSNorm, which live inside transformers' ``visual`` module."""
+
+    name = "qwen2.5-vl"
+    model_types = ("qwen2_5_vl",)
+    hf_class = "Qwen2_5_VLForConditionalGeneration"
+    description = "Qwen2.5-VL: chatml template, dynamic resolution (image_grid_thw), 3-D rotary positions"
+
+
 FAMILIES.add("qwen2-vl", Qwen2VLFamily())
+FAMILIES.add("qwen2.5-vl", Qwen25VLFamily())
