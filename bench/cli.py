@@ -52,6 +52,10 @@ def cmd_run(args) -> int:
     from bench.pipeline import run
 
     cfg = _run_config(args)
+    from bench.pipeline import load_plugins, resolve_methods
+
+    load_plugins()
+    resolve_methods(cfg.methods)  # a misspelt method is reported before the model is looked up
     _resolve_model(cfg.model, args)
     print(f"bench run: model={cfg.model} methods={','.join(cfg.methods)} benchmarks={','.join(cfg.benchmarks)}"
           f" out={cfg.out} config_hash={config_hash(cfg)}", file=sys.stderr)

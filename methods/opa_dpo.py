@@ -97,7 +97,7 @@ def masked_variant(ratio: float, per_epoch: bool) -> ImageVariant:
 def _piece_ids(pre, text: str) -> list[int]:
     """Token ids of ``text`` as a response piece, tokenised the way the loop tokenises a response (without the
     tokens closing the assistant turn, which the loop appends: ``</s>``, or a chat template's end of turn)."""
-    return list(pre.text_ids(text))
+    return list(pre.text_ids(text) if hasattr(pre, "text_ids") else pre.response_ids(text)[:-1])
 
 
 def response_pieces(pre, rec: PreferenceRecord, side: str) -> tuple[list[int], list[float], list[float]]:
