@@ -97,11 +97,25 @@ def _base_url_for(model: str, args) -> str:
     return args.base_url
 
 
+def _resolve_model(name: str, args) -> object:
+    """Resolve ``--model`` once with ``--revision`` / ``--trust-remote-code`` (remembered for the process), so a
+    missing hub model fails before any work."""
+    from bench.models.loading import model_entry
+
+    return model_entry(name, revision=getattr(args, "revision", None),
+                       trust_remote_code=getattr(args, "trust_remote_code", False))
+
+
 def cmd_run(args) -> int:
     from bench.config import config_hash
     from bench.pipeline import run
 
     cfg = _run_config(args)
+    from bench.pipeline import load_plugins, resolve_methods
+
+    load_plugins()
+    resolve_methods(cfg.methods)  # a misspelt method is reported before the model is looked up
+    _resolve_model(cfg.model, args)
     print(f"bench run: model={cfg.model} methods={','.join(cfg.methods)} benchmarks={','.join(cfg.benchmarks)}"
           f" out={cfg.out} config_hash={config_hash(cfg)}", file=sys.stderr)
     summary = run(cfg, progress=not args.quiet, resume=not args.no_resume, force=args.force)
@@ -124,7 +138,7 @@ def cmd_train(args) -> int:
     from bench.registry import METHODS
 
     load_plugins()
-    entry = model_entry(args.model)
+    entry = _resolve_model(args.model, args)
     device = resolve_device(args.device)
     method = METHODS.get(args.method)()
     overrides = parse_overrides(args.overrides) if args.overrides else {}
@@ -154,7 +168,7 @@ def cmd_eval(args) -> int:
     if cfg.method:
         raise BenchError(f"method.* overrides ({', '.join(sorted(cfg.method))}) apply to `bench run`/`bench train`,"
                          " not to `bench eval`")
-    entry = model_entry(cfg.model)
+    entry = _resolve_model(cfg.model, args)
     device = resolve_device(cfg.device)
     benchmarks = resolve_benchmarks(cfg.benchmarks, entry)
     data_root = data_root_for(entry, cfg.data_root)
@@ -297,7 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp, model=True):
         if model:
-            sp.add_argument("--model", default=None if sp.prog.endswith("run") else "tiny-llava")
+            sp.add_argument("--model", default=None if sp.prog.endswith("run") else "tiny-llava",
+                            help="registered name, local checkpoint folder or hub id")
+            sp.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of a hub id")
+            sp.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_true",
+                            help="allow the checkpoint's own modelling code (never on by default)")
         sp.add_argument("--seed", type=int, default=None if sp.prog.endswith("run") else 0)
         sp.add_argument("--device", default=None if sp.prog.endswith("run") else "auto")
         sp.add_argument("--data-root", dest="data_root", default=None, help="benchmark/synthetic data root")
@@ -408,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_build_parser(dsub)
     sp.set_defaults(func=cmd_data)
+
+    from bench.models.cli import add_models_parser
+
+    add_models_parser(sub)
 
     sp = sub.add_parser("perf", help="performance benchmarks")
     sp.add_argument("what", choices=["train", "eval"])

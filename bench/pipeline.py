@@ -177,7 +177,7 @@ def is_main_process() -> bool:
 def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_dir: Path, data: str | None,
                  data_root: Path, seed: int, device: str, resume: bool = False, progress: bool = True,
                  force: bool = False) -> dict:
-    from bench.models.llava import make_preprocessor
+    from bench.models.loading import make_preprocessor
     from bench.train.loop import check_checkpoint_identity, run_identity, train
 
     if getattr(entry, "api_served", False):

@@ -119,8 +119,9 @@ def masked_variant(ratio: float, per_epoch: bool) -> ImageVariant:
 
 # --------------------------------------------------------------------------------- sentence pieces
 def _piece_ids(pre, text: str) -> list[int]:
-    """Token ids of ``text`` as a response piece, tokenised the way the loop tokenises a response."""
-    return list(pre.response_ids(text)[:-1])
+    """Token ids of ``text`` as a response piece, tokenised the way the loop tokenises a response (without the
+    tokens closing the assistant turn, which the loop appends: ``</s>``, or a chat template's end of turn)."""
+    return list(pre.text_ids(text) if hasattr(pre, "text_ids") else pre.response_ids(text)[:-1])
 
 
 def _bos(pre) -> list[int]:

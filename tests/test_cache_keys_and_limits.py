@@ -100,16 +100,15 @@ def test_fingerprint_ignores_names_and_covers_dtype_device_and_adapter(tmp_path,
 
 def test_a_hub_model_is_keyed_by_its_resolved_commit(monkeypatch):
     import bench.fingerprint as F
-    from bench.models.loading import HfLlava
+    import bench.models.loading as L
 
-    entry = HfLlava("llava-7b", "llava-hf/llava-1.5-7b-hf")
-    monkeypatch.delenv(entry.env_var, raising=False)
-    monkeypatch.setattr(F, "hub_snapshot", lambda repo, revision=None: Path("/cache/snapshots/abc123"))
-    src = entry.weights_source()
-    assert src == {"hub": "llava-hf/llava-1.5-7b-hf", "revision": None, "commit": "abc123"}
-    assert F.weights_fingerprint(src) == "hub:llava-hf/llava-1.5-7b-hf@abc123"
-    monkeypatch.setattr(F, "hub_snapshot", lambda repo, revision=None: Path("/cache/snapshots/def456"))
-    assert F.weights_fingerprint(entry.weights_source()) != "hub:llava-hf/llava-1.5-7b-hf@abc123"
+    commits = iter(["a" * 40, "b" * 40])
+    monkeypatch.setattr(L, "resolve_hub", lambda repo, revision=None, env_var=None: (Path("snap"), next(commits)))
+    first = L.HfModel("llava-7b", "llava-hf/llava-1.5-7b-hf").weights_source()
+    assert first == {"hub": "llava-hf/llava-1.5-7b-hf", "revision": None, "commit": "a" * 40}
+    assert F.weights_fingerprint(first) == "hub:llava-hf/llava-1.5-7b-hf@" + "a" * 40
+    second = L.HfModel("llava-7b", "llava-hf/llava-1.5-7b-hf").weights_source()  # a new revision in the cache
+    assert F.weights_fingerprint(second) != F.weights_fingerprint(first)
 
 
 def test_an_image_replaced_under_the_same_name_is_generated_again(tmp_path, world, cache_home):

@@ -45,7 +45,8 @@ def build_method_data(pipeline_name: str, entry: Any, data_root: Path, out_dir: 
     generate, gid = None, "none"
     if pipeline.needs_model:
         sample = pipeline_name == "opa-dpo"  # on-policy rollouts are sampled, as OPA-DPO's are
-        generate, gid, _ = model_generate(entry.name, None, device, int(spec.get("max_new_tokens", 512)), sample,
+        ref = getattr(entry, "ref", entry.name)  # what resolves back to this entry (a local folder's path)
+        generate, gid, _ = model_generate(ref, None, device, int(spec.get("max_new_tokens", 512)), sample,
                                           float(spec.get("temperature", 1.0)), batch, "float32", seed)
     opts = BuildOptions(out=Path(out_dir), feedback=feedback, generate=generate, generator_id=gid, seed=seed,
                         batch_size=batch, progress=progress, params=dict(spec.get("params", {})))

@@ -9,11 +9,12 @@ generated; new lines are appended and fsynced per batch, so a kill at any moment
 batch in flight. The file only grows: items outside the current ``limit`` keep their predictions
 (format and duplicate rule: ``bench/predictions.py``).
 
-Decoding: the vicuna_v1 prompt with pad-to-square images (bench.models.llava), greedy or beam
-search as the protocol says. Two paths:
+Decoding: the checkpoint family's prompt and image preprocessing (:mod:`bench.models.family`; for
+LLaVA-1.5 the vicuna_v1 prompt with pad-to-square images), greedy or beam search as the protocol says.
+Extra image inputs of the family (``image_sizes`` …) go with ``pixel_values``. Two paths:
 
-* **prefix reuse** (greedy, several items per image — POPE): the image and the shared prompt prefix
-  (system sentence, ``USER:``, the image tokens) are run once per image; each question continues
+* **prefix reuse** (greedy, several items per image — POPE; families whose positions allow it): the image
+  and the shared prompt prefix (system sentence, ``USER:``, the image tokens) are run once per image; each question continues
   from a copy of that KV cache. The vision tower therefore runs once per image, not once per
   question. Outputs equal the uncached batch-1 path (tested).
 * **batched** (captions — CHAIR, SHR): items sorted by prompt length, left-padded, with an attention
@@ -37,6 +38,7 @@ from bench.benchmark import Benchmark, EvalItem, GenerationSettings, select_item
 from bench.errors import BenchError, DataError
 from bench.fingerprint import file_sha256
 from bench.io import append_jsonl, atomic_write_text, iter_jsonl, sha256_text, truncate_torn_tail
+from bench.models.family import family_of
 from bench.models.llava import LlavaPreprocessor, load_image
 from bench.predictions import read_predictions
 
@@ -74,9 +76,11 @@ def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: Ge
                    use_hf_generate: bool = False) -> list[str]:
     """Left-padded batch. Greedy runs our loop with position ids from the mask; beams/sampling and
     ``use_hf_generate=True`` (the batch-1 reference path) use HF ``generate``."""
-    prompts = [pre.prompt_ids(it.question) for it in items]
     images = [load_image(it.image, item=it.id) for it in items]
-    pixels = pre.pixel_values(images).to(device=device, dtype=next(model.parameters()).dtype)
+    prompts = [pre.prompt_ids(it.question, im.size) for it, im in zip(items, images)]
+    pixels, extra = pre.images(images)
+    pixels = pixels.to(device=device, dtype=next(model.parameters()).dtype)
+    extra = {k: v.to(device) for k, v in extra.items()}
     length = max(len(p) for p in prompts)
     pad = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(items), length), pad, dtype=torch.long)
@@ -84,16 +88,18 @@ def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: Ge
     for i, p in enumerate(prompts):
         ids[i, length - len(p):] = torch.tensor(p)
         att[i, length - len(p):] = 1
-    if gen.num_beams == 1 and not gen.do_sample and not use_hf_generate:
+    family = family_of(model)
+    if gen.num_beams == 1 and not gen.do_sample and not use_hf_generate and family.own_greedy():
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         new = greedy_decode(model, ids.to(device), att.to(device), pos.to(device), gen.max_new_tokens,
-                            pre.tokenizer.eos_token_id, pixel_values=pixels)
+                            pre.tokenizer.eos_token_id, pixel_values=pixels, image_extra=extra)
         return [_postprocess(pre.tokenizer.decode(t, skip_special_tokens=True), gen) for t in new]
     kwargs: dict[str, Any] = dict(max_new_tokens=gen.max_new_tokens, num_beams=gen.num_beams, do_sample=gen.do_sample,
                                   pad_token_id=pad, eos_token_id=pre.tokenizer.eos_token_id)
     if gen.do_sample:
         kwargs["temperature"] = gen.temperature
-    out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), pixel_values=pixels, **kwargs)
+    out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), pixel_values=pixels, **extra,
+                         **family.generate_inputs(model, ids.to(device)), **kwargs)
     texts = pre.tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
     return [_postprocess(t, gen) for t in texts]
 
@@ -123,7 +129,8 @@ def _common_prefix(seqs: list[list[int]]) -> int:
 
 @torch.no_grad()
 def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                  max_new_tokens: int, eos_id: int, past=None, pixel_values=None) -> list[list[int]]:
+                  max_new_tokens: int, eos_id: int, past=None, pixel_values=None,
+                  image_extra: dict | None = None) -> list[list[int]]:
     """Greedy decoding with explicit attention mask and position ids (holes in the mask allowed).
 
     ``attention_mask`` covers the cached prefix plus ``input_ids``; ``position_ids`` those of
@@ -132,7 +139,7 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     batch = input_ids.shape[0]
     done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
     out: list[list[int]] = [[] for _ in range(batch)]
-    kwargs = {"pixel_values": pixel_values} if pixel_values is not None else {}
+    kwargs = {"pixel_values": pixel_values, **(image_extra or {})} if pixel_values is not None else {}
     cache_kw = _cache_kwarg(model)
     ids, pos, mask = input_ids, position_ids, attention_mask
     for _ in range(max_new_tokens):
@@ -165,14 +172,16 @@ def generate_with_prefix(model, pre: LlavaPreprocessor, items: list[EvalItem], g
     the suffix positions continue right after the prefix, so each row sees exactly the tokens and
     positions of its unpadded batch-1 prompt.
     """
-    prompts = [pre.prompt_ids(it.question) for it in items]
+    image = load_image(items[0].image, item=items[0].id)
+    prompts = [pre.prompt_ids(it.question, image.size) for it in items]
     k = _common_prefix(prompts)
-    if k <= pre.num_image_tokens:  # prefix must hold the image; otherwise no gain
+    if not _prefix_holds_image(prompts[0], k, pre.image_token_id):  # prefix must hold the image; else no gain
         return generate_batch(model, pre, items, gen, device)
     t0 = time.perf_counter()
-    image = load_image(items[0].image, item=items[0].id)
-    pixels = pre.pixel_values([image]).to(device=device, dtype=next(model.parameters()).dtype)
-    out = model(input_ids=torch.tensor([prompts[0][:k]], device=device), pixel_values=pixels, use_cache=True)
+    pixels, extra = pre.images([image])
+    pixels = pixels.to(device=device, dtype=next(model.parameters()).dtype)
+    extra = {key: v.to(device) for key, v in extra.items()}
+    out = model(input_ids=torch.tensor([prompts[0][:k]], device=device), pixel_values=pixels, use_cache=True, **extra)
     cache = _cache_of(out)
     t1 = time.perf_counter()
     n = len(prompts)
@@ -196,6 +205,11 @@ def generate_with_prefix(model, pre: LlavaPreprocessor, items: list[EvalItem], g
         timings["vision_prefix_s"] = timings.get("vision_prefix_s", 0.0) + (t1 - t0)
         timings["suffix_decode_s"] = timings.get("suffix_decode_s", 0.0) + (time.perf_counter() - t1)
     return texts
+
+
+def _prefix_holds_image(prompt: list[int], k: int, image_token_id: int) -> bool:
+    """True when the first ``k`` tokens hold every image token of ``prompt`` (and at least one)."""
+    return image_token_id in prompt[:k] and image_token_id not in prompt[k:]
 
 
 def _postprocess(text: str, gen: GenerationSettings) -> str:
@@ -295,6 +309,7 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     ``<pred_path>.rank<r>``; :func:`merge_shards` then writes the canonical file. The canonical
     predictions file is always in the protocol's item order, so 1 and N processes give the same file.
     """
+    reuse_prefix = reuse_prefix and family_of(model).prefix_sharing()
     every, all_keys, all_items = plan(bench, data_root, checkpoint_fp, limit)
     items = shard_items(all_items, rank, world)
     out_path = pred_path if world == 1 else shard_path(pred_path, rank)

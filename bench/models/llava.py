@@ -93,10 +93,38 @@ class LlavaPreprocessor:
         out = self.image_processor(images=list(images), return_tensors="pt")
         return out["pixel_values"]
 
+    # ---- the family preprocessor interface (bench.models.family)
+    def image_input(self, image: Image.Image) -> "ImageInput":
+        """One image: its pixel tensor [3, H, W] (padded to square, CLIP-processed); no extra inputs."""
+        from bench.models.family import ImageInput
+
+        return ImageInput(self.pixel_values([image])[0])
+
+    def collate(self, inputs: Sequence["ImageInput"]) -> tuple[torch.Tensor, dict]:
+        """pixel_values [N, 3, H, W] of N distinct images; LLaVA-1.5 needs no other input."""
+        return torch.stack([i.pixels for i in inputs]), {}
+
+    def images(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, dict]:
+        """Forward inputs of ``images`` (pixel_values and the family's extra inputs)."""
+        return self.pixel_values(images), {}
+
+    def image_token_count(self, image_size: tuple[int, int] | None = None) -> int:
+        """Image tokens of one image (the same for every size: the image is padded and resized)."""
+        return self.num_image_tokens
+
+    @property
+    def end_ids(self) -> list[int]:
+        """Tokens closing the assistant turn (supervised): ``</s>``."""
+        return [self.tokenizer.eos_token_id]
+
+    def text_ids(self, text: str) -> list[int]:
+        """Tokens of ``text`` as it follows the previous answer text (no leading space, no closing tokens)."""
+        return self._encode(" " + text.strip())
+
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prompt_ids(self, question: str) -> list[int]:
+    def prompt_ids(self, question: str, image_size: tuple[int, int] | None = None) -> list[int]:
         """BOS + system + ``USER: `` + image tokens + ``\\n{question} ASSISTANT:``."""
         prompt = build_prompt(question, self.system)
         before, after = prompt.split(IMAGE_PLACEHOLDER)
@@ -108,9 +136,10 @@ class LlavaPreprocessor:
         ids = self._encode(" " + response.strip())
         return ids + [self.tokenizer.eos_token_id]
 
-    def encode_pair(self, question: str, response: str, max_length: int, *, where: str = "") -> dict:
+    def encode_pair(self, question: str, response: str, max_length: int, *, where: str = "",
+                    image_size: tuple[int, int] | None = None) -> dict:
         """input_ids and labels of prompt+response; labels mask the prompt (and image tokens)."""
-        p = self.prompt_ids(question)
+        p = self.prompt_ids(question, image_size)
         r = self.response_ids(response)
         ids = p + r
         if len(ids) > max_length:

@@ -1,10 +1,21 @@
-"""Model entries (registry ``bench.models``) and loading a checkpoint = base + adapters.
+"""Model entries (registry ``bench.models``), resolving ``--model``, and loading a checkpoint = base + adapters.
 
-``llava-7b`` / ``llava-13b`` resolve to ``llava-hf/llava-1.5-{7b,13b}-hf`` loaded with
-``LlavaForConditionalGeneration`` + ``AutoProcessor``; any local directory in the llava-hf layout
-works too. Loading never reaches the network implicitly: with ``HF_HUB_OFFLINE=1`` (or no
-connection) a missing model fails at once with the download command, and ``BENCH_MODEL_<NAME>``
-(e.g. ``BENCH_MODEL_LLAVA_7B``) may point at a local copy.
+``--model`` is one of
+
+* a registered name: ``llava-7b`` / ``llava-13b`` (``llava-hf/llava-1.5-{7b,13b}-hf``), ``llava-next-7b``
+  (``llava-hf/llava-v1.6-vicuna-7b-hf``), ``qwen2-vl-7b`` / ``qwen2.5-vl-7b`` (``Qwen/Qwen2{,.5}-VL-7B-Instruct``),
+  the embedded ``tiny-llava``;
+* a local folder in a family's HF layout (``config.json`` + weights + processor files), e.g. one written by
+  ``bench models make-tiny``;
+* any hub id (``owner/name``), optionally at ``--revision``.
+
+The family (prompt template, image preprocessing, forward) is chosen from ``config.json``'s ``model_type``
+(:func:`bench.models.family.family_for_type`); an unsupported type is one error listing the supported ones.
+Resolution never reaches the network: a hub id is looked up in the local HF cache only; a missing one fails at
+once — before any data or work — with the download command,
+and ``BENCH_MODEL_<NAME>`` (e.g. ``BENCH_MODEL_LLAVA_7B``; for a hub id, its name upper-cased with ``/``, ``-``
+and ``.`` as ``_``) may point at a local copy. ``trust_remote_code`` is never set unless the caller passes it.
+Each entry exposes ``resolved_revision`` (the hub commit of the snapshot used; ``None`` for local folders).
 
 A checkpoint written by the loop is a folder with ``stages.json``; :func:`apply_checkpoint`
 merges each finished stage's LoRA adapter (and trained projector) into the base in order.
@@ -14,6 +25,7 @@ A plain peft adapter folder (``adapter_config.json``) is accepted too.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,103 +34,216 @@ import torch
 from bench.errors import BenchError, OfflineError
 from bench.io import read_json
 from bench.models.api import ApiModel, is_api_model
-from bench.models.llava import LlavaPreprocessor, make_preprocessor
+from bench.models.family import ModelFamily, family_for_type
 from bench.registry import MODELS
 
 
-def load_hf_llava(path_or_id: str, dtype: torch.dtype = torch.float32, device: str = "cpu", env_var: str | None = None):
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+def env_var_for(name: str) -> str:
+    """``BENCH_MODEL_<NAME>``: the variable that points a model name or hub id at a local copy."""
+    return "BENCH_MODEL_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
-    local = os.environ.get(env_var) if env_var else None
-    target = local or path_or_id
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    kwargs: dict[str, Any] = {"local_files_only": True} if (offline or Path(target).exists()) else {}
+
+def resolve_hub(repo_id: str, revision: str | None = None, env_var: str | None = None) -> tuple[Path, str | None]:
+    """(local folder, resolved commit) of a hub checkpoint: ``$env_var`` if set, else the local HF cache. Runs
+    never download weights implicitly (online or not): a model that is not here is an :class:`OfflineError` at
+    once, naming the download command."""
+    from huggingface_hub import snapshot_download
+
+    env_var = env_var or env_var_for(repo_id)
+    local = os.environ.get(env_var)
+    if local:
+        if not (Path(local) / "config.json").exists():
+            raise BenchError(f"{env_var}={local}: not a checkpoint folder (no config.json)")
+        return Path(local), None
+    rev = f" --revision {revision}" if revision else ""
+    hint = (f"download it on a connected machine with `hf download {repo_id}{rev}` (`huggingface-cli download"
+            f" {repo_id}{rev}` with huggingface_hub < 1.0; then run with HF_HUB_OFFLINE=1), or point {env_var}"
+            f" (or --model) at a local copy")
     try:
-        processor = AutoProcessor.from_pretrained(target, **kwargs)
-        model = LlavaForConditionalGeneration.from_pretrained(target, dtype=dtype, **kwargs)
+        path = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception:  # not in the cache (LocalEntryNotFoundError and friends)
+        raise OfflineError(f"model {repo_id!r}{' at revision ' + revision if revision else ''} is not in the"
+                           f" local Hugging Face cache (runs never download weights); {hint}") from None
+    commit = path.name if re.fullmatch(r"[0-9a-f]{40}", path.name) else None
+    return path, commit
+
+
+def read_family(folder: Path) -> ModelFamily:
+    cfg = folder / "config.json"
+    if not cfg.exists():
+        raise BenchError(f"{folder}: not a checkpoint folder (no config.json)")
+    model_type = read_json(cfg).get("model_type")
+    if not model_type:
+        raise BenchError(f"{cfg}: no model_type")
+    return family_for_type(model_type)
+
+
+def load_folder(folder: Path, family: ModelFamily, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                trust_remote_code: bool = False):
+    """(model, processor) of a local checkpoint folder with the family's transformers class."""
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    try:
+        processor = family.load_processor(folder, **kwargs)
+        model = family.model_class().from_pretrained(folder, dtype=dtype, **kwargs)
     except OSError as exc:
-        hint = (f"pre-download it on a connected machine with `huggingface-cli download {path_or_id}` (then run with"
-                f" HF_HUB_OFFLINE=1), or point {env_var or 'the --model argument'} at a local copy")
-        raise OfflineError(f"cannot load model {target!r}: {str(exc).splitlines()[0]}; {hint}") from None
+        raise BenchError(f"cannot load checkpoint {folder}: {str(exc).splitlines()[0]}") from None
     return model.to(device).eval(), processor
 
 
-class HfLlava:
-    """LLaVA-1.5 from the llava-hf checkpoints."""
+class HfModel:
+    """A checkpoint on the hub or in a local folder; the family comes from its config.json."""
 
     version = "1"
+    # Real-model runs use the methods' own (paper) hyper-parameters.
+    train_profile: dict = {}
 
-    def __init__(self, name: str, repo_id: str):
-        self.name, self.repo_id = name, repo_id
-        self.description = f"LLaVA-1.5 ({repo_id}), vicuna_v1 template, pad-to-square"
-        self.env_var = "BENCH_MODEL_" + name.upper().replace("-", "_")
+    def __init__(self, name: str, repo_id: str, description: str = "", revision: str | None = None,
+                 trust_remote_code: bool = False):
+        self.name, self.repo_id, self.ref = name, repo_id, name
+        self.revision, self.trust_remote_code = revision, trust_remote_code
+        self.description = description or f"{repo_id} (hub)"
+        self.env_var = env_var_for(name)
+        self._resolved: tuple[Path, str | None] | None = None
 
-    revision: str | None = None
+    def with_options(self, revision: str | None, trust_remote_code: bool) -> "HfModel":
+        """A copy of this entry at ``revision`` / with ``trust_remote_code``."""
+        if revision == self.revision and trust_remote_code == self.trust_remote_code:
+            return self
+        return type(self)(self.name, self.repo_id, self.description, revision, trust_remote_code)
+
+    def resolve(self) -> Path:
+        """The local folder (the env var's copy or the cached snapshot); raises at once when it is not here."""
+        if self._resolved is None:
+            self._resolved = resolve_hub(self.repo_id, self.revision, self.env_var)
+        return self._resolved[0]
+
+    @property
+    def resolved_revision(self) -> str | None:
+        """The hub commit of the snapshot in use (``None`` for a local copy given by the env var)."""
+        self.resolve()
+        return self._resolved[1]
+
+    @property
+    def family(self) -> ModelFamily:
+        return read_family(self.resolve())
 
     def load(self, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-        return load_hf_llava(self.repo_id, dtype, device, self.env_var)
-
-    def local_path(self) -> Path | None:
-        """A local copy: ``$BENCH_MODEL_<NAME>`` or an existing folder given as the id."""
-        local = os.environ.get(self.env_var) if self.env_var else None
-        if local:
-            return Path(local)
-        return Path(self.repo_id) if Path(self.repo_id).exists() else None
+        folder = self.resolve()
+        return load_folder(folder, read_family(folder), dtype, device, self.trust_remote_code)
 
     def missing_resources(self) -> list[str]:
-        """Preflight: the weights must be on this machine (a local folder, or the hub snapshot in the local
-        Hugging Face cache); runs never download implicitly."""
-        from bench.fingerprint import hub_snapshot
-
-        local = self.local_path()
-        if local is not None:
-            if not (local / "config.json").is_file():
-                return [f"model {self.name}: {local} holds no config.json (expected a llava-hf checkpoint folder)"]
-            return []
-        if hub_snapshot(self.repo_id, self.revision) is None:
-            env = f" or point ${self.env_var} at a local copy" if self.env_var else ""
-            return [f"model {self.name}: {self.repo_id} is not in the local Hugging Face cache; download it with"
-                    f" `huggingface-cli download {self.repo_id}` on a connected machine{env}"]
-        return []
+        """Preflight: the weights are on this machine (checked when the entry is resolved, which fails at once
+        with the download command otherwise); the folder must still hold a config."""
+        folder = self.resolve()
+        return [] if (folder / "config.json").is_file() else [f"model {self.name}: {folder} holds no config.json"]
 
     def weights_source(self) -> dict:
-        """``{"path": folder}`` for a local copy (hashed by content), else the hub id with the commit its local
-        snapshot resolves to (``bench/fingerprint.py``); never the name alone."""
-        from bench.fingerprint import hub_snapshot
-
-        local = self.local_path()
-        if local is not None:
-            return {"path": str(local)}
-        snap = hub_snapshot(self.repo_id, self.revision)
-        return {"hub": self.repo_id, "revision": self.revision, "commit": snap.name if snap else None}
+        """The hub id with the commit of the local snapshot in use, or ``{"path": folder}`` for a local copy
+        (hashed by content in ``bench/fingerprint.py``); never the name alone."""
+        folder = self.resolve()
+        commit = self._resolved[1]
+        if commit:
+            return {"hub": self.repo_id, "revision": self.revision, "commit": commit}
+        return {"path": str(folder)}
 
     def default_data_root(self) -> Path:
         from bench.paths import data_dir
 
         return data_dir()
 
-    # Real-model runs use the methods' own (paper) hyper-parameters.
-    train_profile: dict = {}
+
+HfLlava = HfModel  # earlier name
+
+MODELS.add("llava-7b", HfModel("llava-7b", "llava-hf/llava-1.5-7b-hf",
+                               "LLaVA-1.5 7B (llava-hf/llava-1.5-7b-hf), vicuna_v1 template, pad-to-square"))
+MODELS.add("llava-13b", HfModel("llava-13b", "llava-hf/llava-1.5-13b-hf",
+                                "LLaVA-1.5 13B (llava-hf/llava-1.5-13b-hf), vicuna_v1 template, pad-to-square"))
+MODELS.add("llava-next-7b", HfModel("llava-next-7b", "llava-hf/llava-v1.6-vicuna-7b-hf",
+                                    "LLaVA-NeXT 7B (llava-hf/llava-v1.6-vicuna-7b-hf), chat template, any-res tiles"))
+
+MODELS.add("qwen2-vl-7b", HfModel("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct",
+                                  "Qwen2-VL 7B Instruct (Qwen/Qwen2-VL-7B-Instruct), chatml, dynamic resolution"))
+MODELS.add("qwen2.5-vl-7b", HfModel("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct",
+                                    "Qwen2.5-VL 7B Instruct (Qwen/Qwen2.5-VL-7B-Instruct), chatml, dynamic resolution"))
 
 
-MODELS.add("llava-7b", HfLlava("llava-7b", "llava-hf/llava-1.5-7b-hf"))
-MODELS.add("llava-13b", HfLlava("llava-13b", "llava-hf/llava-1.5-13b-hf"))
+TINY_MARKER = "bench_model.json"
 
 
-class LocalLlava(HfLlava):
-    def __init__(self, path: str):
-        super().__init__(Path(path).name, path)
-        self.description = f"local llava-hf checkpoint {path}"
-        self.env_var = None  # the folder itself is the local copy
+class LocalModel(HfModel):
+    """A checkpoint folder given as ``--model DIR``. A folder written by ``bench models make-tiny`` carries
+    ``bench_model.json`` (``{"profile": "tiny"}``): it then trains and builds its methods' data like the
+    embedded ``tiny-llava`` (same scale profile, pipelines on the synthetic world)."""
+
+    def __init__(self, path: str, revision: str | None = None, trust_remote_code: bool = False):
+        folder = Path(path).resolve()
+        if revision:
+            raise BenchError(f"--revision applies to hub ids, not to the local folder {folder}")
+        super().__init__(folder.name, str(folder), f"local checkpoint {path}", None, trust_remote_code)
+        self.ref = str(folder)
+        self.folder = folder
+        marker = folder / TINY_MARKER
+        self.marker = read_json(marker) if marker.exists() else {}
+        if self.marker.get("profile") == "tiny":
+            from bench.models import TinyLlava
+
+            self.train_profile = TinyLlava.train_profile
+            self.pipeline_source = TinyLlava.pipeline_source
+            self.default_benchmarks = TinyLlava.default_benchmarks
+
+    def with_options(self, revision: str | None, trust_remote_code: bool) -> "LocalModel":
+        if revision:
+            raise BenchError(f"--revision applies to hub ids, not to the local folder {self.folder}")
+        return self if trust_remote_code == self.trust_remote_code else LocalModel(str(self.folder), None, trust_remote_code)
+
+    def resolve(self) -> Path:
+        if self._resolved is None:
+            read_family(self.folder)  # fail at once on a folder of an unsupported family
+            self._resolved = (self.folder, None)
+        return self.folder
+
+    def default_data_root(self) -> Path:
+        if self.marker.get("profile") == "tiny":
+            from bench.models import TinyLlava
+
+            return TinyLlava().default_data_root()
+        return super().default_data_root()
 
 
-def model_entry(name: str):
-    """A registered model, ``openai:<name>`` (an API-served model), or a local llava-hf directory."""
-    if is_api_model(name):
+LocalLlava = LocalModel  # earlier name
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_RESOLVED: dict[str, Any] = {}
+
+
+def model_entry(name: str, revision: str | None = None, trust_remote_code: bool = False):
+    """The entry for ``--model``: a registered name, a local checkpoint folder, or a hub id.
+
+    Hub ids are resolved (found in the local cache, or downloaded when online) here, so that a missing model
+    fails before any work. The first resolution of ``name`` with options (``--revision``,
+    ``trust_remote_code``) is remembered for the process: later look-ups of the same string get that entry."""
+    if is_api_model(name):  # an OpenAI-compatible endpoint (bench.models.api), evaluation only
         return ApiModel(name)
-    if name not in MODELS and Path(name).exists():
-        return LocalLlava(name)
-    return MODELS.get(name)
+    if revision is None and not trust_remote_code and name in _RESOLVED:
+        return _RESOLVED[name]
+    if name in MODELS:
+        entry = MODELS.get(name)
+        if revision or trust_remote_code:
+            if not hasattr(entry, "with_options"):
+                raise BenchError(f"model {name!r} takes no --revision / trust_remote_code")
+            entry = entry.with_options(revision, trust_remote_code)
+    elif Path(name).exists():
+        entry = LocalModel(name, revision, trust_remote_code)
+    elif _HUB_ID.match(name) and not name.startswith((".", "/")):
+        entry = HfModel(name, name, revision=revision, trust_remote_code=trust_remote_code)
+    else:
+        return MODELS.get(name)  # unknown name: the registry's error with close matches
+    if hasattr(entry, "resolve"):
+        entry.resolve()
+    _RESOLVED[name] = entry
+    return entry
 
 
 def apply_checkpoint(model: torch.nn.Module, ckpt: str | Path | None, stages: list[dict] | None = None):
@@ -148,7 +273,12 @@ def apply_checkpoint(model: torch.nn.Module, ckpt: str | Path | None, stages: li
     return model
 
 
-def load_for_eval(model_name: str, adapter: str | None, dtype=torch.float32, device="cpu") -> tuple[Any, LlavaPreprocessor, Any]:
+def make_preprocessor(processor: Any, config: Any) -> Any:
+    """The family preprocessor for a loaded checkpoint (family from ``config.model_type``)."""
+    return family_for_type(config.model_type).make_preprocessor(processor, config)
+
+
+def load_for_eval(model_name: str, adapter: str | None, dtype=torch.float32, device="cpu") -> tuple[Any, Any, Any]:
     entry = model_entry(model_name)
     model, processor = entry.load(dtype=dtype, device="cpu")
     if adapter is not None and not Path(adapter).exists():

@@ -42,19 +42,21 @@ def corpus_lines() -> list[str]:
     return lines
 
 
-def build_tokenizer(vocab_size: int = 512):
+def build_tokenizer(vocab_size: int = 512, extra_special: tuple[str, ...] = (), **token_names):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<image>", "<pad>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size,
+                                  special_tokens=["<unk>", "<s>", "</s>", "<image>", "<pad>", *extra_special],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     lines = corpus_lines()
     tok.train_from_iterator(lines * 20 + [VICUNA_V1_SYSTEM] * 400, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    names = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>",
+             "extra_special_tokens": {"image_token": "<image>"}, **token_names}  # other families: their names
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **names)
 
 
 def build_tiny_llava(out_dir: str | Path | None = None, seed: int = 0):

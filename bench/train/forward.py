@@ -9,6 +9,9 @@ Speed levers (issue 4):
 
 Guards: a sequence whose image-token count differs from the features supplied raises, instead of
 the silent prompt/feature mismatch users hit in TRL.
+
+Everything model-specific (where the vision tower is, how it is run, extra inputs such as ``image_sizes``,
+Qwen2-VL's 3-D positions) comes from the checkpoint's family (:mod:`bench.models.family`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
+from bench.models.family import family_of, unwrap
 from bench.models.llava import IGNORE_INDEX
 
 
@@ -44,41 +48,42 @@ def pad_batch(seqs: list[dict], pad_id: int, image_index: list[int]) -> EncodedB
     return EncodedBatch(ids, att, lab, torch.tensor(image_index, dtype=torch.long))
 
 
-def llava_of(model: torch.nn.Module) -> torch.nn.Module:
-    """The LlavaForConditionalGeneration inside a PeftModel (or the model itself)."""
-    get = getattr(model, "get_base_model", None)
-    return get() if callable(get) else model
+llava_of = unwrap  # the transformers model inside a PeftModel (kept name: tests and methods use it)
 
 
-def image_features(llava: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    cfg = llava.config
-    out = llava.model.get_image_features(
-        pixel_values=pixel_values,
-        vision_feature_layer=cfg.vision_feature_layer,
-        vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-    )
-    feats = out.pooler_output if hasattr(out, "pooler_output") else out
-    return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
+def image_features(llava: torch.nn.Module, pixel_values: torch.Tensor,
+                   extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor | list[torch.Tensor]:
+    """The family's vision tower + projector on N distinct images ([N, T, D] or N tensors [T_i, D])."""
+    return family_of(llava).image_features(llava, pixel_values, extra or {})
 
 
-def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tensor) -> torch.Tensor:
+def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tensor | list[torch.Tensor],
+                  extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Last hidden states [N, L, D] of the language model with image features scattered in."""
+    family = family_of(llava)
     image_token_id = llava.config.image_token_id
     ids = batch.input_ids
     embed = llava.model.get_input_embeddings()
     embeds = embed(ids.masked_fill(ids == image_token_id, 0))
     is_image = ids == image_token_id
     per_seq = is_image.sum(1)
-    n_img_tok = feats.shape[1]
-    if not torch.all(per_seq == n_img_tok):
-        bad = [int(i) for i in torch.nonzero(per_seq != n_img_tok).flatten()]
+    if isinstance(feats, torch.Tensor):  # every image gives the same number of tokens
+        want = torch.full_like(per_seq, feats.shape[1])
+    else:
+        want = torch.tensor([feats[int(j)].shape[0] for j in batch.image_index], device=per_seq.device)
+    if not torch.all(per_seq == want):
+        bad = [int(i) for i in torch.nonzero(per_seq != want).flatten()]
         raise BenchError(
             f"image-token mismatch: sequences {bad} hold {per_seq[bad].tolist()} image tokens but the vision tower"
-            f" gives {n_img_tok} features per image (truncated or duplicated <image> placeholder?)"
+            f" gives {want[bad].tolist()} features for their images (truncated or duplicated <image> placeholder?)"
         )
-    scattered = feats[batch.image_index].reshape(-1, feats.shape[-1]).to(embeds.dtype)
+    if isinstance(feats, torch.Tensor):
+        scattered = feats[batch.image_index].reshape(-1, feats.shape[-1]).to(embeds.dtype)
+    else:
+        scattered = torch.cat([feats[int(j)] for j in batch.image_index]).to(embeds.dtype)
     embeds = embeds.masked_scatter(is_image.unsqueeze(-1), scattered)
-    out = llava.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask)
+    more = family.language_model_inputs(llava, ids, batch.attention_mask, extra or {}, batch.image_index)
+    out = llava.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask, **more)
     return out.last_hidden_state
 
 
@@ -111,6 +116,7 @@ def supervised_logps(
 def sequence_logps(
     model: torch.nn.Module, batch: EncodedBatch, pixel_values: torch.Tensor,
     alt_targets: list[torch.Tensor] | None = None, return_hidden: bool = False,
+    image_extra: dict[str, torch.Tensor] | None = None,
 ):
     """Vision once per image, language model once per sequence, lm_head on response tokens only.
 
@@ -118,8 +124,8 @@ def sequence_logps(
     ``return_hidden`` (to score other tokens at the same positions later, see ``supervised_logps``).
     """
     llava = llava_of(model)
-    dtype = next(llava.model.vision_tower.parameters()).dtype
-    feats = image_features(llava, pixel_values.to(dtype))
-    hidden = hidden_states(llava, batch, feats)
+    dtype = next(family_of(llava).vision_tower(llava).parameters()).dtype
+    feats = image_features(llava, pixel_values.to(dtype), image_extra)
+    hidden = hidden_states(llava, batch, feats, image_extra)
     out = supervised_logps(llava, hidden, batch.labels, alt_targets=alt_targets)
     return (*out, hidden) if return_hidden else out

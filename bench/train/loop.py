@@ -45,6 +45,7 @@ from bench.config import config_hash, to_dict
 from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError, DataError
 from bench.io import append_jsonl, atomic_write_json, read_json, sha256_file
+from bench.models.family import ImageInput, family_of
 from bench.models.llava import IGNORE_INDEX, LlavaPreprocessor, load_image
 from bench.train import distributed as dist
 from bench.train.config import CLIP_LINEARS, PROJECTOR_LINEARS, TrainConfig
@@ -74,9 +75,7 @@ def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
         if cfg.train_projector:
             raise BenchError("lora_vision and train_projector cannot be combined (the projector would be both"
                              " wrapped by LoRA and trained in full)")
-        used = "|".join(str(i) for i in range(_vision_layers_used(llava_of(model).config)))
-        pattern += (rf"|.*vision_tower.*\.layers\.({used})\..*\.({'|'.join(CLIP_LINEARS)})$"
-                    rf"|.*multi_modal_projector\.({'|'.join(PROJECTOR_LINEARS)})$")
+        pattern += "|" + family_of(model).vision_lora_pattern(llava_of(model).config, CLIP_LINEARS, PROJECTOR_LINEARS)
     lora = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
         target_modules=pattern,
@@ -87,21 +86,20 @@ def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
 def _vision_layers_used(config: Any) -> int:
     """How many vision encoder layers feed the projector (``vision_feature_layer`` −2 of 24 → 23): LoRA on
     the layers after it would never receive a gradient (the seed puts it there anyway; it stays zero)."""
-    n = config.vision_config.num_hidden_layers
-    layers = config.vision_feature_layer
-    layers = layers if isinstance(layers, (list, tuple)) else [layers]
-    return max(n + 1 + f if f < 0 else f for f in layers)
+    from bench.models.families.llava import vision_layers_used
+
+    return vision_layers_used(config)
 
 
 def set_trainable(model: torch.nn.Module, cfg: TrainConfig) -> None:
     """Vision tower frozen, projector per ``train_projector``; their LoRA weights train iff ``lora_vision``."""
-    llava = llava_of(model)
-    for n, p in llava.model.vision_tower.named_parameters():
+    family = family_of(model)
+    for n, p in family.vision_tower(model).named_parameters():
         p.requires_grad_(cfg.lora_vision and "lora_" in n)
-    for n, p in llava.model.multi_modal_projector.named_parameters():
+    for n, p in family.projector(model).named_parameters():
         p.requires_grad_(cfg.train_projector or (cfg.lora_vision and "lora_" in n))
     if cfg.full_finetune:
-        for p in llava.model.language_model.parameters():
+        for p in family.language_model(model).parameters():
             p.requires_grad_(True)
 
 
@@ -146,16 +144,45 @@ def _to_pil(t: torch.Tensor):
     return Image.fromarray(arr)
 
 
-def pixel_values_for(pre: LlavaPreprocessor, rec: PreferenceRecord, seq: Sequence, seed: int, epoch: int) -> torch.Tensor:
+def image_input_for(pre: Any, rec: PreferenceRecord, seq: Sequence, seed: int, epoch: int) -> ImageInput:
+    """The preprocessed image variant of (record, sequence): raw-space transforms act on the RGB image before
+    the family's preprocessing, pixel-space ones on the normalised pixel tensor [3, H, W] (on each any-res tile
+    of LLaVA-NeXT in turn, one generator)."""
     variant = seq.image
     img = load_image(rec.image, item=rec.id)
     gen = torch.Generator().manual_seed(_seed_for(seed, rec.id, variant.name, 0 if variant.fixed else epoch))
     if variant.transform is not None and variant.space == "raw":
         img = _to_pil(variant.transform(_to_tensor(img), gen))
-    pv = pre.pixel_values([img])[0]
+    inp = pre.image_input(img)
     if variant.transform is not None and variant.space == "pixel":
-        pv = variant.transform(pv, gen)
-    return pv
+        pv = inp.pixels
+        if pv.dim() == 3:
+            pv = variant.transform(pv, gen)
+        elif pv.dim() == 4:
+            pv = torch.stack([variant.transform(tile, gen) for tile in pv])
+        else:
+            raise BenchError(f"image variant {variant.name!r} transforms pixel tensors [3, H, W]; this model family's"
+                             f" pixel input has shape {tuple(pv.shape)}")
+        inp = ImageInput(pv, inp.extra)
+    return inp
+
+
+def pixel_values_for(pre: Any, rec: PreferenceRecord, seq: Sequence, seed: int, epoch: int) -> torch.Tensor:
+    """The pixel tensor of :func:`image_input_for`."""
+    return image_input_for(pre, rec, seq, seed, epoch).pixels
+
+
+def image_size_of(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header (no decoding)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except Exception as exc:  # PIL raises many types
+        raise DataError(path, f"unreadable image ({exc})") from None
 
 
 @dataclasses.dataclass
@@ -164,6 +191,7 @@ class Encoded:
     image_index: list[int]
     pixels: torch.Tensor
     keys: list[tuple[int, str]]  # (record position, sequence name) per row
+    image_extra: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # image_sizes, image_grid_thw
 
 
 def encode_sequence(pre: LlavaPreprocessor, rec: PreferenceRecord, seq: Sequence, max_length: int) -> dict:
@@ -175,16 +203,17 @@ def encode_sequence(pre: LlavaPreprocessor, rec: PreferenceRecord, seq: Sequence
     response = seq.response(rec)
     if not isinstance(response, str) or not response.strip():
         raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
+    size = image_size_of(rec.image)
     if seq.tokens is None and seq.prompt is None:
-        return pre.encode_pair(rec.question, response, max_length, where=where)
-    ids = list(seq.tokens(rec, pre)) if seq.tokens is not None else pre.response_ids(response)[:-1]
+        return pre.encode_pair(rec.question, response, max_length, where=where, image_size=size)
+    ids = list(seq.tokens(rec, pre)) if seq.tokens is not None else pre.response_ids(response)[: -len(pre.end_ids)]
     if not ids:
         raise BenchError(f"sample {rec.id}: empty response for sequence {seq.name!r}")
-    prompt = list(seq.prompt(rec, pre)) if seq.prompt is not None else pre.prompt_ids(rec.question)
-    r = ids + [pre.tokenizer.eos_token_id]
+    prompt = list(seq.prompt(rec, pre)) if seq.prompt is not None else pre.prompt_ids(rec.question, size)
+    r = ids + list(pre.end_ids)
     if len(prompt) + len(r) > max_length:
         raise BenchError(
-            f"{where}: sequence of {len(prompt) + len(r)} tokens (of which {pre.num_image_tokens} image tokens)"
+            f"{where}: sequence of {len(prompt) + len(r)} tokens (of which {prompt.count(pre.image_token_id)} image tokens)"
             f" exceeds max_length {max_length}; raise max_length or shorten the response — refusing to truncate")
     return {"input_ids": prompt + r, "labels": [IGNORE_INDEX] * len(prompt) + r, "prompt_len": len(prompt)}
 
@@ -214,10 +243,11 @@ def encode(pre: LlavaPreprocessor, records: list[PreferenceRecord], sequences: l
             key = (i, seq.image.name)
             if key not in pix_key:
                 pix_key[key] = len(pix)
-                pix.append(pixel_values_for(pre, rec, seq, seed, epoch))
+                pix.append(image_input_for(pre, rec, seq, seed, epoch))
             image_index.append(pix_key[key])
             keys.append((i, seq.name))
-    return Encoded(seqs, image_index, torch.stack(pix), keys)
+    pixels, extra = pre.collate(pix)
+    return Encoded(seqs, image_index, pixels, keys, extra)
 
 
 def _gather(enc: Encoded, lp: list[torch.Tensor], tg: list[torch.Tensor], names: list[str], n: int,
@@ -268,7 +298,7 @@ class RawForward:
         idx = torch.tensor(rows, device=self.hidden.device)
         lp, tg, _ = supervised_logps(self.llava, self.hidden[idx], self.batch.labels[idx],
                                      alt_targets=[t.to(self.hidden.device) for t in targets])
-        sub = Encoded([], [], self.enc.pixels, [self.enc.keys[r] for r in rows])
+        sub = Encoded([], [], self.enc.pixels, [self.enc.keys[r] for r in rows], self.enc.image_extra)
         return _gather(sub, lp, tg, [name], self.n_records, self.hidden.device)[name]
 
 
@@ -279,8 +309,9 @@ def run_sequences(model, pre, records, sequences, cfg, seed, epoch, device, pad_
     enc = encode(pre, records, sequences, cfg, seed, epoch)
     batch = pad_batch(enc.seqs, pad_id, enc.image_index)
     batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
+    extra = {k: v.to(device) for k, v in enc.image_extra.items()}
     lp, tg, am, hidden = sequence_logps(model, batch, enc.pixels.to(device), alt_targets=alt_targets,
-                                        return_hidden=True)
+                                        return_hidden=True, image_extra=extra)
     if alt_targets is not None:
         tg = list(alt_targets)
     names = [s.name for s in sequences]
@@ -383,14 +414,14 @@ class ReferenceMode:
     def __enter__(self):
         self.adapters.__enter__()
         if self.frozen is not None:
-            inner = llava_of(self.model).model
-            self.saved = inner.multi_modal_projector
-            inner.multi_modal_projector = self.frozen
+            family = family_of(self.model)
+            self.saved = family.projector(self.model)
+            family.set_projector(self.model, self.frozen)
         return self.model
 
     def __exit__(self, *exc):
         if self.saved is not None:
-            llava_of(self.model).model.multi_modal_projector = self.saved
+            family_of(self.model).set_projector(self.model, self.saved)
             self.saved = None
         return self.adapters.__exit__(*exc)
 
@@ -496,7 +527,7 @@ def train_stage(
     moving_reference = cfg.train_projector and cfg.reference_projector == "policy"
     frozen_projector = None
     if cfg.train_projector and stage.kind == "preference" and not moving_reference:
-        frozen_projector = copy.deepcopy(llava_of(model).model.multi_modal_projector).requires_grad_(False)
+        frozen_projector = copy.deepcopy(family_of(model).projector(model)).requires_grad_(False)
     ref_mode = lambda: ReferenceMode(model, frozen_projector)  # noqa: E731
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -684,12 +715,13 @@ def _save_state(accelerator: Any, model, opt, sched, step: int, fp: str, path: P
 
 def _save_adapter(model, cfg: TrainConfig, stage_dir: Path) -> None:
     llava = llava_of(model)
+    proj = family_of(model).projector_prefix
     if hasattr(model, "save_pretrained") and hasattr(model, "peft_config"):
         model.save_pretrained(str(stage_dir / "adapter"), safe_serialization=True)
     if cfg.train_projector or cfg.full_finetune:
-        prefix = "model.language_model." if cfg.full_finetune else "model.multi_modal_projector."
+        prefix = "model.language_model." if cfg.full_finetune else proj
         extra = {k: v.detach().cpu().contiguous() for k, v in llava.state_dict().items()
-                 if k.startswith("model.multi_modal_projector.") or (cfg.full_finetune and k.startswith(prefix))}
+                 if k.startswith(proj) or (cfg.full_finetune and k.startswith(prefix))}
         save_file(extra, str(stage_dir / "non_lora_trainables.safetensors"))
 
 

@@ -1,0 +1,30 @@
+"""``python -m bench models make-tiny --family F --out DIR`` (see :mod:`bench.models.make_tiny`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> int:
+    from bench.models.make_tiny import make_tiny
+
+    out = make_tiny(args.family, args.out, seed=args.seed, pretrain_steps=args.pretrain_steps,
+                    data_root=args.data_root)
+    print(f"wrote a tiny random {args.family} checkpoint to {out} (use it with --model {out})")
+    return 0
+
+
+def add_models_parser(sub) -> None:
+    """The ``models`` verb and its sub-commands (called from :func:`bench.cli.build_parser`)."""
+    from bench.models.make_tiny import FAMILY_NAMES
+
+    sp = sub.add_parser("models", help="model utilities (tiny checkpoints)")
+    msub = sp.add_subparsers(dest="models_cmd", required=True)
+    mt = msub.add_parser("make-tiny", help="write a tiny random checkpoint of a family (offline, seconds)")
+    mt.add_argument("--family", required=True, choices=FAMILY_NAMES)
+    mt.add_argument("--out", required=True)
+    mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--pretrain-steps", dest="pretrain_steps", type=int, default=0,
+                    help="fine-tune N steps on the synthetic world first (default 0: random weights)")
+    mt.add_argument("--data-root", dest="data_root", default=None, help="synthetic world for --pretrain-steps")
+    mt.set_defaults(func=cmd_make_tiny)
