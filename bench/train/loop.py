@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -808,9 +809,10 @@ def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord
     ckpt = Path(out_dir) / "checkpoint"
     identity = run_identity(method, mcfg, records, seed)
     check_checkpoint_identity(out_dir, identity, force)
-    if _is_main_process():
-        atomic_write_json(ckpt / IDENTITY_FILE, identity)
     device = dist.process_device(device)
+    # the launcher's RANK: accelerate's shared state must not be created before the stage's Accelerator is
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(ckpt / IDENTITY_FILE, identity)
     records = method.prepare_records(records)
     done: list[dict] = []
     summaries: dict[str, Any] = {}
