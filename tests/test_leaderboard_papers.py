@@ -96,3 +96,46 @@ def test_model_and_method_mapping_targets_registered_names():
     load_plugins()
     assert set(MODEL_MAP.values()) <= set(MODELS.names())
     assert set(METHOD_MAP.values()) - {"base"} <= set(METHODS.names())
+
+
+def _record(out: Path, model: str, method: str, scores: dict[str, dict]) -> None:
+    import json
+
+    d = out / model / method
+    (d / "scores").mkdir(parents=True)
+    (d / "run.json").write_text(json.dumps({"kind": "eval", "model": model, "method": method}))
+    for name, (benchmark, metrics, ci) in scores.items():
+        (d / "scores" / f"{name}.json").write_text(json.dumps(
+            {"protocol": name, "benchmark": benchmark, "version": "1", "fingerprint": "x", "metrics": metrics,
+             "ci": ci}))
+
+
+def test_paper_view_fills_the_new_benchmarks_in_the_papers_units(tmp_path):
+    """AMBER / Object HalBench fractions are shown ×100, MMHal's 0–6 score and fraction rate and LLaVA-Bench's
+    relative score (already in %) as they are; an offline-judge score never stands in for the GPT-4 one."""
+    from bench.leaderboard.papers import paper_table
+
+    out = tmp_path / "runs"
+    _record(out, "llava-13b", "hsa-dpo", {
+        "amber": ("amber", {"chair": 0.021, "cover": 0.473, "hal": 0.134, "cog": 0.012},
+                  {"chair": [0.015, 0.03]}),
+        "mmhal": ("mmhal", {"score": 2.61, "hallucination_rate": 0.48}, {"score": [2.4, 2.8]}),
+        "llava-bench": ("llava-bench", {"relative": 80.5}, {"relative": [75.0, 85.0]}),
+    })
+    _record(out, "llava-13b", "base", {
+        "mmhal-annotation": ("mmhal", {"score": 5.9, "hallucination_rate": 0.01}, {}),
+    })
+    text = paper_table("hsa-dpo", out)
+    rows = {tuple(c.strip() for c in line.split("|")[1:7]): line for line in text.splitlines()
+            if line.startswith("| LLaVA-1.5-13B")}
+
+    def cells(method, bench, metric):
+        line = rows[("LLaVA-1.5-13B", method, bench, "", metric, bench)]
+        return [c.strip() for c in line.split("|")[7:12]]
+
+    assert cells("HSA-DPO", "amber", "chair")[:2] == ["2.1", "2.1"]
+    assert cells("HSA-DPO", "amber", "chair")[2:5] == ["[1.5, 3.0]", "+0.0", "✓ in CI"]
+    assert cells("HSA-DPO", "mmhal", "score")[:2] == ["2.61", "2.61"]
+    assert cells("HSA-DPO", "mmhal", "hallucination_rate")[:2] == ["0.48", "0.48"]
+    assert cells("HSA-DPO", "llava-bench", "score")[:2] == ["80.5", "80.5"]
+    assert cells("base", "mmhal", "score")[1] == "—"  # the annotation judge's 5.9 is not the paper's metric

@@ -68,7 +68,12 @@ MODEL_MAP = {"LLaVA-1.5-7B": "llava-7b", "LLaVA-1.5-13B": "llava-13b"}
 METHOD_MAP = {"base": "base", "DPO": "dpo", "HA-DPO": "ha-dpo", "POVID": "povid", "HSA-DPO": "hsa-dpo",
               "OPA-DPO": "opa-dpo"}
 # benchmark families bench scores (their metrics are fractions, shown ×100 like the papers' percentages)
-BENCH_FAMILIES = ("pope", "chair", "shr", "mhalubench")
+BENCH_FAMILIES = ("pope", "chair", "shr", "mhalubench", "amber", "objhal", "mmhal", "llava-bench")
+# (benchmark, paper metric) -> (score-file metric, scale to the paper's unit) where they differ from
+# (<metric>, ×100): MMHal's score is 0–6 and its hallucination rate is printed as a fraction; LLaVA-Bench's
+# "score" is the relative score, stored in percent already.
+PAPER_UNITS = {("mmhal", "score"): ("score", 1), ("mmhal", "hallucination_rate"): ("hallucination_rate", 1),
+               ("llava-bench", "score"): ("relative", 1)}
 # a paper protocol that is not a bench protocol -> the registered protocol closest to it
 NEAREST = {"pope-opadpo": "pope-llava15", "chair-lure": "chair-singularize"}
 
@@ -98,18 +103,24 @@ def load_paper(paper: str, folder: Path = PAPERS_DIR) -> list[dict]:
 
 
 def metric_key(row: dict) -> str:
-    """The score-file metric key of a paper row: ``<split>/<metric>`` or ``<metric>``."""
-    return f"{row['split']}/{row['metric']}" if row["split"] else row["metric"]
+    """The score-file metric key of a paper row: ``<split>/<metric>`` or ``<metric>`` (:data:`PAPER_UNITS`)."""
+    metric = PAPER_UNITS.get((row["benchmark"], row["metric"]), (row["metric"], 100))[0]
+    return f"{row['split']}/{metric}" if row["split"] else metric
+
+
+def metric_scale(row: dict) -> int:
+    """Factor from the score file's value to the paper's printed unit (100 for fractions shown in %)."""
+    return PAPER_UNITS.get((row["benchmark"], row["metric"]), (row["metric"], 100))[1]
 
 
 def _decimals(text: str) -> int:
     return len(text.split(".", 1)[1]) if "." in text else 0
 
 
-def shown(fraction: float, decimals: int, truncate: bool) -> Decimal:
-    """100 × ``fraction`` as the paper would print it (exact decimal arithmetic on the stored float)."""
+def shown(fraction: float, decimals: int, truncate: bool, scale: int = 100) -> Decimal:
+    """``scale`` × ``fraction`` as the paper would print it (exact decimal arithmetic on the stored float)."""
     q = Decimal(1).scaleb(-decimals)
-    return (Decimal(repr(float(fraction))) * 100).quantize(q, rounding=ROUND_DOWN if truncate else ROUND_HALF_UP)
+    return (Decimal(repr(float(fraction))) * scale).quantize(q, rounding=ROUND_DOWN if truncate else ROUND_HALF_UP)
 
 
 def _score_files(run_dir: Path) -> dict[str, dict]:
@@ -132,7 +143,10 @@ def _pick(scores: dict[str, dict], row: dict) -> tuple[str, dict] | None:
     near = NEAREST.get(want)
     if near in scores:
         return near, scores[near]
-    family = sorted((name for name, s in scores.items() if s.get("benchmark", name.split("-")[0]) == row["benchmark"]),
+    # a protocol scored by the offline annotation judge measures something else than the paper's GPT-4 judge:
+    # never a stand-in for it
+    family = sorted((name for name, s in scores.items() if s.get("benchmark", name.split("-")[0]) == row["benchmark"]
+                     and "annotation" not in name),
                     key=lambda n: (n != row["benchmark"], n))
     return (family[0], scores[family[0]]) if family else None
 
@@ -212,13 +226,13 @@ def paper_table(paper: str, out: str | Path, folder: Path = PAPERS_DIR, models: 
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 proto, score = picked
                 decimals, trunc = _decimals(r["value"]), r["benchmark"] in meta.truncate
-                got = shown(value, decimals, trunc)
+                got = shown(value, decimals, trunc, metric_scale(r))
                 reproduced = str(got)
                 delta = f"{got - Decimal(r['value']):+.{decimals}f}"
                 ci = (score.get("ci") or {}).get(metric_key(r))
                 verdict = "no CI"
                 if isinstance(ci, (list, tuple)) and len(ci) == 2:
-                    lo, hi = shown(ci[0], decimals, trunc), shown(ci[1], decimals, trunc)
+                    lo, hi = shown(ci[0], decimals, trunc, metric_scale(r)), shown(ci[1], decimals, trunc, metric_scale(r))
                     ci_text = f"[{lo}, {hi}]"
                     verdict = "✓ in CI" if lo <= Decimal(r["value"]) <= hi else "✗ outside CI"
                 if proto != r["protocol"]:
