@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,15 +28,13 @@ import torch
 
 from bench.config import merge, to_dict
 from bench.errors import BenchError
-from bench.eval.engine import run_benchmark
 from bench.io import atomic_write_json
 from bench.leaderboard import collect
 from bench.models.llava import LlavaPreprocessor, make_preprocessor
 from bench.models.loading import model_entry
-from bench.pipeline import (EvalConfig, data_root_for, eval_checkpoint, load_plugins, resolve_benchmarks,
-                            resolve_device, score_predictions, train_method)
-from bench.records import file_hashes, new_record, update_record
-from bench.registry import BENCHMARKS
+from bench.pipeline import (EvalConfig, data_root_for, eval_benchmarks, eval_checkpoint, load_plugins,
+                            resolve_benchmarks, resolve_device, train_method)
+from bench.records import new_record, update_record
 
 
 def _eval_config(limit: int | None, batch_size: int | None, n_boot: int | None):
@@ -113,23 +110,7 @@ def _evaluate_loaded(model: torch.nn.Module, processor: Any, names: list[str], o
                                                checkpoint=f"in-memory:{fp}"))
     update_record(run_path, {"checkpoint_fingerprint": fp, "eval": to_dict(ecfg), "adapter": None, "dtype": dtype,
                              "fingerprint_parts": {"weights": f"state:{weights}", "dtype": dtype, "backend": backend}})
-    results: dict[str, dict] = {}
-    for name in names:
-        bench = BENCHMARKS.get(name)()
-        pred_path = out_dir / "predictions" / f"{name}.jsonl"
-        t0 = time.perf_counter()
-        stats = run_benchmark(model, pre, bench, data_root, pred_path, fp, device=device,
-                              batch_size=ecfg.batch_size, limit=ecfg.limit, progress=progress)
-        score = score_predictions(bench, pred_path, data_root, out_dir / "scores" / f"{name}.json", ecfg,
-                                  stats["skipped"])
-        results[name] = score
-        update_record(run_path, {
-            "benchmarks": {name: {**bench.protocol_header(), "predictions": f"predictions/{name}.jsonl",
-                                  "scores": f"scores/{name}.json", "generation": stats,
-                                  "selection": score.get("selection")}},
-            "data_sha256": file_hashes(bench.data_files(data_root), data_root),
-            "wall_s": {f"eval/{name}": round(time.perf_counter() - t0, 3)}})
-    return results
+    return eval_benchmarks(model, pre, names, out_dir, data_root, fp, device, ecfg, progress)
 
 
 def train(method: str = "dpo", model: str = "tiny-llava", data: str | Path | None = None, out: str | Path = "runs",

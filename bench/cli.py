@@ -132,7 +132,6 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     from bench import preflight
     from bench.config import parse_overrides
-    from bench.models.loading import model_entry
     from bench.pipeline import (data_root_for, load_plugins, method_config, resolve_device, train_config_fields,
                                 train_data_problems, train_method)
     from bench.registry import METHODS
@@ -160,7 +159,6 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from bench import preflight
-    from bench.models.loading import model_entry
     from bench.pipeline import data_root_for, eval_checkpoint, load_plugins, resolve_benchmarks, resolve_device
 
     load_plugins()

@@ -6,7 +6,6 @@ function here calling one module, and each leaves a file on disk (see docs/CONVE
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +13,9 @@ from typing import Any
 
 import torch
 
-from bench.config import config_hash, from_dict, merge, to_dict
+from bench.config import config_hash, merge, to_dict
 from bench.errors import BenchError
-from bench.io import atomic_write_json, read_jsonl, sha256_file, sha256_text
+from bench.io import atomic_write_json
 from bench.models.api import ApiConfig, is_api_model, open_api_model, training_refused
 from bench.records import file_hashes, new_record, score_integrity, update_record
 from bench.registry import BENCHMARKS, METHODS
@@ -228,7 +227,7 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
 
 def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, benchmarks: list[str], out_dir: Path,
                     data_root: Path, seed: int, device: str, ecfg: EvalConfig, progress: bool = True) -> dict:
-    from bench.eval.engine import merge_shards, run_benchmark
+    from bench.eval.engine import run_benchmark
     from bench.fingerprint import model_fingerprint
     from bench.models.loading import load_for_eval
 
@@ -254,6 +253,20 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
                                                    checkpoint=adapter or entry.name))
         update_record(run_path, {"checkpoint_fingerprint": fp, "fingerprint_parts": fp_parts, "eval": to_dict(ecfg),
                                  "dtype": fp_parts["dtype"], "adapter": adapter, "world_size": world})
+    extra = {"api": model.record()} if getattr(entry, "api_served", False) else {}
+    return eval_benchmarks(model, pre, benchmarks, out_dir, data_root, fp, device, ecfg, progress, generate,
+                           rank, world, extra)
+
+
+def eval_benchmarks(model: Any, pre: Any, benchmarks: list[str], out_dir: Path, data_root: Path, fp: str,
+                    device: str, ecfg: EvalConfig, progress: bool = True, generate: Any = None, rank: int = 0,
+                    world: int = 1, extra_record: dict | None = None) -> dict:
+    """Each benchmark: generate what is missing (``generate`` = the engine's ``run_benchmark`` unless given),
+    score the stored predictions, record both in ``out_dir/run.json``. Returns {benchmark: score dict}."""
+    from bench.eval.engine import merge_shards, run_benchmark
+
+    generate = generate or run_benchmark
+    run_path = out_dir / "run.json"
     results = {}
     for name in benchmarks:
         bench = BENCHMARKS.get(name)()
@@ -277,7 +290,7 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
                                   "selection": score.get("selection")}},
             "data_sha256": file_hashes(bench.data_files(data_root), data_root),
             "wall_s": {f"eval/{name}": round(t_gen, 3)},
-            **({"api": model.record()} if getattr(entry, "api_served", False) else {}),
+            **(extra_record or {}),
         })
     return results
 

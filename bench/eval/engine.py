@@ -35,9 +35,9 @@ from typing import Any
 import torch
 
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings, select_items
-from bench.errors import BenchError, DataError
+from bench.errors import DataError
 from bench.fingerprint import file_sha256
-from bench.io import append_jsonl, atomic_write_text, iter_jsonl, sha256_text, truncate_torn_tail
+from bench.io import append_jsonl, atomic_write_text, sha256_text, truncate_torn_tail
 from bench.models.family import family_of
 from bench.models.llava import LlavaPreprocessor, load_image
 from bench.predictions import read_predictions

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.config import config_hash, to_dict
+from bench.config import to_dict
 from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError, DataError
 from bench.io import append_jsonl, atomic_write_json, read_json, sha256_file
