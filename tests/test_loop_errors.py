@@ -113,6 +113,10 @@ def test_a_changed_method_parameter_invalidates_the_reference_cache_and_resume(t
     cfg = small_config("opa-dpo", max_steps=1)
     _train("opa-dpo", tiny_llava_loader, records, tmp_path, cfg=cfg)
     meta = json.loads((tmp_path / "checkpoint" / "dpo" / "ref_logps.json").read_text())
+    with pytest.raises(BenchError, match="mask_ratio 0.3 → 0.5"):  # the folder's identity refuses it first
+        _train("opa-dpo", tiny_llava_loader, records, tmp_path, cfg=merge(cfg, {"mask_ratio": 0.5}))
+    # a folder without an identity file (written before it existed): the stage fingerprint still guards the cache
+    (tmp_path / "checkpoint" / "identity.json").unlink()
     _train("opa-dpo", tiny_llava_loader, records, tmp_path, cfg=merge(cfg, {"mask_ratio": 0.5}))
     meta2 = json.loads((tmp_path / "checkpoint" / "dpo" / "ref_logps.json").read_text())
     assert meta["fingerprint"] != meta2["fingerprint"]
