@@ -253,16 +253,17 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
                                                    checkpoint=adapter or entry.name))
         update_record(run_path, {"checkpoint_fingerprint": fp, "fingerprint_parts": fp_parts, "eval": to_dict(ecfg),
                                  "dtype": fp_parts["dtype"], "adapter": adapter, "world_size": world})
-    extra = {"api": model.record()} if getattr(entry, "api_served", False) else {}
+    extra = (lambda: {"api": model.record()}) if getattr(entry, "api_served", False) else None  # after requests
     return eval_benchmarks(model, pre, benchmarks, out_dir, data_root, fp, device, ecfg, progress, generate,
                            rank, world, extra)
 
 
 def eval_benchmarks(model: Any, pre: Any, benchmarks: list[str], out_dir: Path, data_root: Path, fp: str,
                     device: str, ecfg: EvalConfig, progress: bool = True, generate: Any = None, rank: int = 0,
-                    world: int = 1, extra_record: dict | None = None) -> dict:
+                    world: int = 1, extra_record: Any = None) -> dict:
     """Each benchmark: generate what is missing (``generate`` = the engine's ``run_benchmark`` unless given),
-    score the stored predictions, record both in ``out_dir/run.json``. Returns {benchmark: score dict}."""
+    score the stored predictions, record both in ``out_dir/run.json`` (plus ``extra_record()``, called after each
+    benchmark). Returns {benchmark: score dict}."""
     from bench.eval.engine import merge_shards, run_benchmark
 
     generate = generate or run_benchmark
@@ -290,7 +291,7 @@ def eval_benchmarks(model: Any, pre: Any, benchmarks: list[str], out_dir: Path, 
                                   "selection": score.get("selection")}},
             "data_sha256": file_hashes(bench.data_files(data_root), data_root),
             "wall_s": {f"eval/{name}": round(t_gen, 3)},
-            **(extra_record or {}),
+            **(extra_record() if extra_record is not None else {}),
         })
     return results
 

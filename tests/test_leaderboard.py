@@ -299,7 +299,9 @@ def test_paper_table_rounds_other_papers_half_up_and_uses_the_nearest_protocol()
     assert ("| LLaVA-1.5-7B | base | chair |  | chair_s | chair-lure | 66.8 | 50.2† | [48.2, 52.0] | -16.6"
             " | ✗ outside CI |") in text
     assert "| LLaVA-1.5-7B | POVID | chair |  | chair_s | chair-lure | 31.8 | — |" in text
-    assert "* benchmark not run by bench: llava-bench" in text
+    # LLaVA-Bench is a bench benchmark now: its row waits for a run instead of being marked "not run by bench"
+    assert "| LLaVA-1.5-7B | base | llava-bench |  | score | llava-bench | 63.4 | — |  |  | not run |" in text
+    assert "* benchmark not run by bench: llava-bench" not in text
     assert "`llava-7b/povid` (no record)" in text
 
 
