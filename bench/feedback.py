@@ -48,6 +48,8 @@ entries implement one interface (:class:`FeedbackModel`):
 
 from __future__ import annotations
 
+import abc
+
 import json
 import os
 import random
@@ -165,21 +167,24 @@ class Injection:
     injected: list[Finding]
 
 
-class FeedbackModel:
+class FeedbackModel(abc.ABC):
     """Interface of a feedback model (see module docstring)."""
 
     feedback_id = "base"
     description = ""
     version = "1"
 
+    @abc.abstractmethod
     def review(self, ann: ImageAnnotations, text: str) -> Review:
-        raise NotImplementedError
+        """Sentence-level verdicts on ``text`` about the image."""
 
+    @abc.abstractmethod
     def inject(self, ann: ImageAnnotations, text: str, seed: int = 0, n: int = 1) -> Injection:
-        raise NotImplementedError
+        """``text`` with hallucinations inserted (the injected findings listed)."""
 
+    @abc.abstractmethod
     def restyle_pair(self, ann: ImageAnnotations, chosen: str, rejected: str, n: int = 3) -> list[tuple[str, str]]:
-        raise NotImplementedError
+        """``n`` rephrasings of a (chosen, rejected) pair that keep their facts."""
 
 
 # ------------------------------------------------------------------------------------------ sentences

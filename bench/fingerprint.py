@@ -80,6 +80,15 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
+def image_sha256(path: str | os.PathLike) -> str:
+    """Content hash of a benchmark item's image; ``missing:<name>`` when it is absent (such items are skipped
+    and never cached)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return f"missing:{Path(path).name}"
+
+
 def folder_files(folder: str | os.PathLike) -> list[Path]:
     """The files of a checkpoint folder that determine the model (recursively, sorted, no run state)."""
     folder = Path(folder)

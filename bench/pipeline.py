@@ -19,6 +19,7 @@ from bench.io import atomic_write_json
 from bench.models.api import ApiConfig, is_api_model, open_api_model, training_refused
 from bench.records import file_hashes, new_record, score_integrity, update_record
 from bench.registry import BENCHMARKS, METHODS
+from bench.train.distributed import is_main_process
 from bench.samples import samples_path, write_samples
 
 
@@ -163,14 +164,6 @@ def data_root_for(entry: Any, override: str | None) -> Path:
     if override:
         return Path(override)
     return Path(entry.default_data_root())
-
-
-def is_main_process() -> bool:
-    """True on the process that writes run records: rank 0 under ``accelerate launch``/torchrun (``RANK``),
-    and always when not launched distributed (no ``RANK`` set)."""
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_dir: Path, data: str | None,
@@ -337,7 +330,7 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
     the leaderboard checks (a hand-edited or relabelled score file is refused).
     """
     from bench.benchmark import select_items
-    from bench.fingerprint import digest_of, file_sha256
+    from bench.fingerprint import digest_of, image_sha256
     from bench.predictions import read_predictions
 
     if not pred_path.exists():
@@ -350,12 +343,7 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
     result = bench.score(preds, data_root, n_boot=ecfg.n_boot, item_ids=item_ids,
                          cache_dir=score_path.parent.parent / "judge")
     images = sorted({it.image for it in chosen})
-    hashes = []
-    for img in images:
-        try:
-            hashes.append(file_sha256(img))
-        except OSError:
-            hashes.append(f"missing:{Path(img).name}")
+    hashes = [image_sha256(img) for img in images]
     result = {**bench.protocol_header(), **result,
               "selection": {"limit": ecfg.limit, "images": len(images), "items": len(chosen),
                             "images_sha256": digest_of(hashes)}}

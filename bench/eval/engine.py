@@ -36,19 +36,11 @@ import torch
 
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings, select_items
 from bench.errors import DataError
-from bench.fingerprint import file_sha256
+from bench.fingerprint import image_sha256
 from bench.io import append_jsonl, atomic_write_text, sha256_text, truncate_torn_tail
 from bench.models.family import family_of
 from bench.models.llava import LlavaPreprocessor, load_image
 from bench.predictions import read_predictions
-
-
-def image_sha256(path: str) -> str:
-    """Content hash of an item's image ("missing" when absent: such items are skipped, never cached)."""
-    try:
-        return file_sha256(path)
-    except OSError:
-        return "missing"
 
 
 def prediction_key(checkpoint_fp: str, protocol_fp: str, item_id: str, gen: GenerationSettings,

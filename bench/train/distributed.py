@@ -14,9 +14,17 @@ process stops every process (a lone ``raise`` would leave the others waiting in 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files: rank 0 under ``accelerate launch``/torchrun (the launcher's ``RANK``),
+    and always when not launched distributed. Reads the environment only, so it is safe before accelerate's shared
+    state exists (creating that state early would make a multi-process launch look single-process)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def shard(chunk: list[int], rank: int, world: int) -> list[int]:

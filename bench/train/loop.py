@@ -34,7 +34,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -792,12 +791,6 @@ def check_checkpoint_identity(out_dir: Path, identity: dict, force: bool = False
                      " discard it and retrain")
 
 
-def _is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
-
-
 def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord], out_dir: Path, seed: int,
           resume: bool = False, device: str = "cpu", progress: bool = True, force: bool = False) -> dict:
     """Run every stage of ``method``; returns {stage: summary}. ``base_loader()`` → (model, preprocessor).
@@ -810,8 +803,7 @@ def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord
     identity = run_identity(method, mcfg, records, seed)
     check_checkpoint_identity(out_dir, identity, force)
     device = dist.process_device(device)
-    # the launcher's RANK: accelerate's shared state must not be created before the stage's Accelerator is
-    if int(os.environ.get("RANK", "0")) == 0:
+    if dist.is_main_process():
         atomic_write_json(ckpt / IDENTITY_FILE, identity)
     records = method.prepare_records(records)
     done: list[dict] = []
@@ -832,7 +824,7 @@ def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord
         summaries[stage.name] = train_stage(method, stage, mcfg, model, pre, records, stage_dir, seed,
                                             resume, device, progress, start_fingerprint=_weights_fingerprint(ckpt, done))
         done.append({"name": stage.name, "dir": stage.name})
-        if _is_main_process():
+        if dist.is_main_process():
             atomic_write_json(stages_file, {"method": method.name, "stages": done})
         del model
     return summaries

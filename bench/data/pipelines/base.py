@@ -13,6 +13,8 @@ Model generations come from a ``generate(images, prompts) -> texts`` callable (o
 
 from __future__ import annotations
 
+import abc
+
 import json
 import os
 import shutil
@@ -68,7 +70,7 @@ def dropped(reason: str, data: dict | None = None) -> dict:
     return {"status": "dropped", "reason": reason, "data": data or {}}
 
 
-class Pipeline:
+class Pipeline(abc.ABC):
     """One method's construction pipeline. Subclasses set ``name``/``defaults`` and implement
     :meth:`process` (a batch of items → one result each) and :meth:`write` (results → released files)."""
 
@@ -80,11 +82,13 @@ class Pipeline:
     def params(self, opts: BuildOptions) -> dict[str, Any]:
         return {**self.defaults, **{k: v for k, v in opts.params.items() if k in self.defaults}}
 
+    @abc.abstractmethod
     def process(self, items: list[Item], opts: BuildOptions, source: AnnotationSet) -> list[dict]:
-        raise NotImplementedError
+        """A batch of items → one result dict each."""
 
+    @abc.abstractmethod
     def write(self, items: list[Item], opts: BuildOptions, source: AnnotationSet) -> dict[str, int]:
-        raise NotImplementedError
+        """The processed items → the method's released file formats; returns counts per output."""
 
     # ------------------------------------------------------------------ helpers for subclasses
     def generate(self, opts: BuildOptions, images: list[str], prompts: list[str]) -> list[str]:
