@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.benchmark import Benchmark
 from bench.errors import BenchError, DataError
-from bench.eval.engine import _postprocess, canonicalise, load_cached, plan
+from bench.eval.engine import _postprocess, load_cached, plan, write_in_order
 from bench.io import append_jsonl
 from bench.models.api import ApiModel
 from bench.models.llava import load_image
@@ -40,7 +40,9 @@ def run_benchmark_api(model: ApiModel, pre: Any, bench: Benchmark, data_root: Pa
     model.check_protocol(bench)
     every, keys, items = plan(bench, data_root, checkpoint_fp, limit)
     gen = bench.generation
-    cached = {i: r for i, r in load_cached(pred_path, keys).items() if i in {it.id for it in items}}
+    stored = load_cached(pred_path, keys)  # every valid line of the file (other items included)
+    selected = {it.id for it in items}
+    cached = {i: r for i, r in stored.items() if i in selected}
     todo = [it for it in items if it.id not in cached]
     skipped: dict[str, str] = {}
     requests0 = model.client.attempts if model.client is not None else 0
@@ -75,6 +77,7 @@ def run_benchmark_api(model: ApiModel, pre: Any, bench: Benchmark, data_root: Pa
                     skipped.setdefault(it.id, "empty generation (kept and scored as generated)")
                 lines.append({"id": it.id, "text": text, "key": keys[it.id]})
             append_jsonl(pred_path, lines)
+            stored.update((line["id"], line) for line in lines)
             if bar is not None:
                 bar.update(len(chunk))
             if failure is not None:
@@ -84,7 +87,7 @@ def run_benchmark_api(model: ApiModel, pre: Any, bench: Benchmark, data_root: Pa
                 raise BenchError(f"{bench.name} item {it.id} (image {Path(it.image).name}): {exc}") from None
     if bar is not None:
         bar.close()
-    canonicalise(pred_path, [it.id for it in every], keys)
+    write_in_order(pred_path, [it.id for it in every], stored)
     requests = (model.client.attempts if model.client is not None else 0) - requests0
     return {"items": len(items), "cached": len(cached), "generated": len(todo) - len(skipped),
             "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3), "timings_s": {},

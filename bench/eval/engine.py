@@ -257,10 +257,14 @@ def canonicalise(pred_path: Path, order: list[str], keys: dict[str, str], extra:
     for path in [pred_path, *extra]:
         if path.exists():
             lines.update(load_cached(path, keys))
-    text = "".join(json.dumps(lines[i], ensure_ascii=False) + "\n" for i in order if i in lines)
-    atomic_write_text(pred_path, text)
+    write_in_order(pred_path, order, lines)
     for path in extra:
         path.unlink(missing_ok=True)
+
+
+def write_in_order(pred_path: Path, order: list[str], lines: dict[str, dict]) -> None:
+    """The canonical predictions file: ``lines`` (id → valid line) in item order, written atomically."""
+    atomic_write_text(pred_path, "".join(json.dumps(lines[i], ensure_ascii=False) + "\n" for i in order if i in lines))
 
 
 def merge_shards(bench: Benchmark, data_root: Path, pred_path: Path, checkpoint_fp: str, world: int,
@@ -356,12 +360,13 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
                 skipped.setdefault(it.id, "empty generation (kept and scored as generated)")
             lines.append({"id": it.id, "text": text, "key": keys[it.id]})
         append_jsonl(pred_path, lines)
+        cached_all.update((line["id"], line) for line in lines)  # what the file now holds, without re-reading it
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
     if world == 1:
-        canonicalise(pred_path, [it.id for it in every], all_keys)
+        write_in_order(pred_path, [it.id for it in every], cached_all)
     return {"items": len(items), "cached": len(cached), "generated": len(todo) - len(skipped),
             "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3),
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}
