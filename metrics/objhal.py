@@ -28,8 +28,17 @@ word processing finds in its COCO reference captions, over train2014 + val2014 a
 of the reference), cached under ``<data root>/objhal/cache/`` keyed by the files' sha256.
 
 Protocols: ``objhal`` — no GPT object extraction, 3-beam search, 1024 new tokens (the reference's
-``eval_rlaifv_objhal.sh``: ``--temperature 0 --num_beam 3``), each question's prompt as released. The
-``--use_gpt`` variant (objects extracted by gpt-3.5-turbo-0613, then spaCy lemmas) is NOT implemented.
+``eval_rlaifv_objhal.sh``: ``--temperature 0 --num_beam 3``), each question's prompt as released; offline.
+That script scores with ``--use_gpt`` (objects extracted by gpt-3.5-turbo-0613): protocols ``objhal-gpt`` and
+``objhal-gpt-nltk`` of :mod:`metrics.objhal_gpt`, through the judge registry.
+
+spaCy: the reference module loads ``en_core_web_trf`` when it is imported (``nlp = spacy.load(...)``), with or
+without ``--use_gpt``, but only the GPT path uses it — ``Token.lemma_`` and ``Token.tag_`` of each extracted
+object (``"a <object>"``) to find two-word entries and noun runs (``get_pred_objs_match``, ``postagging``). The
+rule-based path of this protocol (NLTK tokens, WordNet noun lemmas) never calls it, so this protocol reproduces
+the reference without spaCy and neither loads nor needs it. For the GPT path, ``objhal-gpt`` uses spaCy with
+``en_core_web_trf`` when installed (and stops before generation otherwise); ``objhal-gpt-nltk`` is a declared
+deviation with an NLTK tagger and WordNet lemmas in its place, its own protocol (see :mod:`metrics.objhal_gpt`).
 
 Deliberate deviations: zero denominators give 0.0 and are listed under ``zero_division`` (the reference
 raises); a response for an image outside the question file, a missing response and a missing image are
