@@ -42,8 +42,9 @@ deviation with an NLTK tagger and WordNet lemmas in its place, its own protocol 
 
 Deliberate deviations: zero denominators give 0.0 and are listed under ``zero_division`` (the reference
 raises); a response for an image outside the question file, a missing response and a missing image are
-skipped and reported with their ids (the reference asserts that the image sets match); the scores carry
-the reference's ``overall_metrics`` and printed summary under ``reference``.
+skipped and reported with their ids (a missing response whose image is absent says so; the reference
+asserts that the image sets match); the scores carry the reference's ``overall_metrics`` and printed
+summary under ``reference``.
 """
 
 from __future__ import annotations
@@ -363,7 +364,9 @@ class ObjHalProtocol(Benchmark):
             if str(r["image_id"]) in texts:
                 scored.append(r)
             else:
-                skipped[str(r["image_id"])] = "no prediction"
+                image = Path(data_root) / r["image"]
+                skipped[str(r["image_id"])] = "no prediction" + ("" if image.exists() else
+                                                                 f" (image not found: {image.name})")
         return Selection(rows, scored, texts, skipped, duplicates)
 
     def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
