@@ -263,3 +263,51 @@ def test_offline_gpt_protocols_stop_before_generation_with_one_clear_message(tmp
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
     monkeypatch.setenv("BENCH_OFFLINE", "1")
     assert any("BENCH_OFFLINE" in p for p in benchmark_problems(["objhal-gpt-nltk"], root))
+
+
+@requires_nltk
+def test_extraction_goes_through_the_openai_judge_and_its_cache(tmp_path, monkeypatch):
+    """The real OpenAI-compatible judge against a stub server on 127.0.0.1: the request the reference sends, the
+    served model recorded, and a rerun answered from the reply cache with the server gone."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            answer = answer_of(body["messages"][0]["content"])
+            reply = '["dog", "cup", "table"]' if "dog" in answer else '["cats", "sofa"]'
+            data = json.dumps({"model": "gpt-3.5-turbo-0613", "choices": [{"message": {"content": reply}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real-0123456789")
+    monkeypatch.setenv("BENCH_JUDGE_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+    monkeypatch.delenv("BENCH_JUDGE_CACHE", raising=False)
+    root = make_root(tmp_path / "d", {1: ["dog", "cup"], 3: ["cat"]})
+    preds = [{"id": "1", "text": LONG[1]}, {"id": "3", "text": LONG[3]}]
+    try:
+        s = ObjHalGptNltkProtocol().score(preds, root, cache_dir=tmp_path / "judge", n_boot=0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(seen) == 2 and all(b["messages"][0]["role"] == "system" and len(b["messages"]) == 1 for b in seen)
+    assert {(b["model"], b["temperature"], b["max_tokens"], b["top_p"]) for b in seen} == {
+        ("gpt-3.5-turbo-0613", 0.2, 512, 1)}
+    assert s["judge"]["served_models"] == {"gpt-3.5-turbo-0613": 2} and s["judge"]["requests"] == 2
+    assert s["metrics"]["chair_i"] == pytest.approx(2 / 5)
+    (tmp_path / "judge" / "objhal-gpt-nltk.jsonl").unlink()  # only the judge's own cache is left
+    again = ObjHalGptNltkProtocol().score(preds, root, cache_dir=tmp_path / "judge", n_boot=0)
+    assert again["metrics"] == s["metrics"] and again["judge"]["requests"] == 0 and again["judge"]["cache_hits"] == 2
