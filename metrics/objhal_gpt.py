@@ -7,7 +7,7 @@ Reference: ``RLHF-V/RLAIF-V@83d917b:eval/eval_gpt_obj_halbench.py`` (``CHAIR.get
 printed). The released ``script/eval/eval_rlaifv_objhal.sh`` passes ``--use_gpt``: this is how RLAIF-V's own
 numbers were measured; the rule-based :mod:`metrics.objhal` (protocol ``objhal``) is the offline protocol.
 
-Per response (answer = the text with every ``"Assistant:"`` removed, stripped — as :func:`metrics.objhal.clean_answer`):
+Per response (answer = the text with every ``"Assistant:"`` removed, then stripped: ``metrics.objhal.clean_answer``):
 
 1. **Short answer**: ``len(answer.strip().split()) <= 3`` → no objects, nothing is sent.
 2. **Request**: ``template.replace("{question}", question).replace("{answer}", answer)`` (the template is
