@@ -41,8 +41,11 @@ and ``Token.tag_`` of ``nlp("a " + obj)``. Analysers (:data:`ANALYSERS`):
 
 Protocols (the judge model is part of each declaration, its fingerprint and its headline labels; another
 extraction model is another protocol): ``objhal-gpt`` and ``objhal-gpt-nltk`` — both need an API key (or
-another OpenAI-compatible endpoint) and fail before generation without one; the offline protocol of the
-benchmark is the rule-based ``objhal``.
+another OpenAI-compatible endpoint) and fail before generation without one (the reference's own offline mode
+is the rule-based ``objhal``). ``objhal-gpt-annotation`` — the same procedure with the offline extractor
+``objhal-annotation`` of :mod:`bench.annotation_judges` (the COCO objects the answer asserts, as a JSON list)
+and the NLTK analyser, as MMHal-/LLaVA-Bench have ``-annotation`` protocols: it exercises the GPT path end to
+end on the embedded world, and is a **different metric**, never in a column with ``objhal-gpt``.
 
 Recomputation: every reply is stored in ``judge/<protocol>.jsonl`` (``{"id", "judge", "prompt_sha256",
 "attempt", "reply", "model"}``) and in the judge's reply cache (judge id + prompt sha256 + attempt), so
@@ -66,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import bench.annotation_judges  # noqa: F401  (registers the offline extractor of objhal-gpt-annotation)
 from bench import nltk_data
 from bench.errors import BenchError
 from bench.io import append_jsonl, sha256_text, truncate_torn_tail
@@ -91,6 +95,16 @@ def template() -> str:
 def build_prompt(question: str, answer: str) -> str:
     """The extraction prompt: ``{question}`` then ``{answer}`` replaced (plain substitution, in that order)."""
     return template().replace("{question}", question).replace("{answer}", answer)
+
+
+def parse_prompt(prompt: str) -> tuple[str, str] | None:
+    """Inverse of :func:`build_prompt`: (question, answer), or None when ``prompt`` is not one."""
+    head, rest = template().split("{question}", 1)
+    middle, tail = rest.split("{answer}", 1)
+    if not (prompt.startswith(head) and prompt.endswith(tail)) or len(prompt) < len(head) + len(tail):
+        return None
+    question, found, answer = prompt[len(head):len(prompt) - len(tail)].partition(middle)
+    return (question, answer) if found else None
 
 
 def is_short(answer: str) -> bool:
@@ -409,7 +423,7 @@ class ObjHalGptProtocol(ObjHalProtocol):
         overall = result["reference"]["overall_metrics"]
         result["reference"]["printed"] = printed_summary_full(overall) if result["reference"]["printed"] else {}
         judge_info = judge.stats() if hasattr(judge, "stats") else {"id": judge.judge_id}
-        judge_info.update({"spec": self.params["judge"], "model": self.params["judge"].partition(":")[2],
+        judge_info.update({"spec": self.params["judge"], "model": self.params["judge"].partition(":")[2] or self.params["judge"],
                            "settings": self.judge_settings(),
             "version": getattr(judge, "version", None), "served_models": served,
             "ignored_replies_of_other_judges": ignored, "recomputed_from_stored_replies": recompute})
@@ -434,5 +448,19 @@ class ObjHalGptNltkProtocol(ObjHalGptProtocol):
     headline = {k: (f"{label[:-1]}, NLTK analysis)", hib) for k, (label, hib) in ObjHalGptProtocol.headline.items()}
 
 
+class ObjHalGptAnnotationProtocol(ObjHalGptNltkProtocol):
+    """The ``objhal-gpt`` procedure with the offline extractor ``objhal-annotation`` — a different metric."""
+
+    name = "objhal-gpt-annotation"
+    description = ("Object HalBench GPT-extraction procedure with the offline annotation extractor (asserted"
+                   " COCO-object mentions) and NLTK analysis; not comparable with objhal-gpt")
+    params = {**{k: v for k, v in ObjHalGptNltkProtocol.params.items() if k != "judge_settings"},
+              "judge": "objhal-annotation", "judge_settings": {}}
+    headline = {"chair_s": ("Object HalBench CHAIR_s (annotation extractor)", False),
+                "chair_i": ("Object HalBench CHAIR_i (annotation extractor)", False),
+                "recall": ("Object HalBench recall (annotation extractor)", True)}
+
+
 BENCHMARKS.add("objhal-gpt", ObjHalGptProtocol)
 BENCHMARKS.add("objhal-gpt-nltk", ObjHalGptNltkProtocol)
+BENCHMARKS.add("objhal-gpt-annotation", ObjHalGptAnnotationProtocol)

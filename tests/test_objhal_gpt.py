@@ -311,3 +311,32 @@ def test_extraction_goes_through_the_openai_judge_and_its_cache(tmp_path, monkey
     (tmp_path / "judge" / "objhal-gpt-nltk.jsonl").unlink()  # only the judge's own cache is left
     again = ObjHalGptNltkProtocol().score(preds, root, cache_dir=tmp_path / "judge", n_boot=0)
     assert again["metrics"] == s["metrics"] and again["judge"]["requests"] == 0 and again["judge"]["cache_hits"] == 2
+
+
+# ------------------------------------------------------------------------------------------ offline counterpart
+def test_annotation_extractor_lists_asserted_coco_objects_in_order_without_negated_ones():
+    from bench.judges import make_judge
+    from metrics.objhal_gpt import parse_prompt
+
+    prompt = build_prompt("Describe it.", "A dog and no cat, with two cups on a dining table. A dog again.")
+    assert parse_prompt(prompt) == ("Describe it.", "A dog and no cat, with two cups on a dining table. A dog again.")
+    assert parse_prompt("not a prompt") is None
+    reply = make_judge("objhal-annotation")(prompt)
+    assert parse_object_list(reply) == (["dog", "cup", "dining table"], True)
+
+
+@requires_nltk
+def test_annotation_protocol_scores_the_synthetic_world_offline_in_its_own_column(synthetic_root, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    proto = BENCHMARKS.get("objhal-gpt-annotation")()
+    assert proto.missing_resources(synthetic_root) == []
+    items = proto.items(synthetic_root)
+    preds = [{"id": it.id, "text": "The image shows a dog, a cup and no cat on a dining table."} for it in items]
+    s = proto.score(preds, synthetic_root, cache_dir=tmp_path / "judge", n_boot=20)
+    assert s["n"] == len(items) and s["skipped"]["count"] == 0 and set(s["ci"]) >= {"chair_s", "chair_i"}
+    assert all(d["objects"] == ["dog", "cup", "dining table"] for d in s["details"]["per_item"])
+    assert s["judge"]["id"].startswith("objhal-annotation")
+    assert s["judge"]["requests"] + s["judge"]["cache_hits"] == len(items)  # same prompt, same cached reply
+    assert proto.fingerprint() not in {BENCHMARKS.get(n).fingerprint() for n in ("objhal-gpt", "objhal-gpt-nltk")}
+    assert all("annotation" in label for label, _ in proto.headline.values())
