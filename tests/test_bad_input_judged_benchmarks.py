@@ -13,6 +13,7 @@ from tests.conftest import requires_nltk
 
 CASES = {"amber-d": "No", "amber-g-nosim": "There is a dog and a cup on the table.",
          "objhal": "There is a dog and a cup on the table.",
+         "objhal-gpt-annotation": "There is a dog and a cup on the table.",
          "mmhal-annotation": "There is a dog and a cup on the table.",
          "llava-bench-annotation": "There is a dog and a cup on the table."}
 
