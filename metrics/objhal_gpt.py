@@ -327,6 +327,48 @@ def printed_summary_full(overall: Mapping[str, float]) -> dict[str, float]:
             "GT Word Number": float(overall["gt_word_count"])}
 
 
+# ------------------------------------------------------------------------------------------ replies
+class ReplySource:
+    """Extraction replies by (item id, prompt, attempt): the stored replies first (``judge/<protocol>.jsonl``
+    records of this judge id), then — unless recomputing — the judge through its reply cache, each new reply
+    appended to ``out_file`` when given. Counts the served models and the stored replies of other judges."""
+
+    def __init__(self, judge: Any, stored: Iterable[dict] | str | Path | None, out_file: Path | None,
+                 recompute: bool = False) -> None:
+        self.judge, self.out_file, self.recompute = judge, out_file, recompute
+        self.table: dict[tuple[str, str, int], dict] = {}
+        self.ignored = 0
+        self.served: dict[str, int] = {}
+        if out_file is not None and out_file.exists():
+            truncate_torn_tail(out_file)
+        for rec in read_replies(stored):
+            if rec.get("judge") != judge.judge_id:
+                self.ignored += 1
+            elif isinstance(rec.get("reply"), str):
+                key = (str(rec.get("id")), str(rec.get("prompt_sha256")), int(rec.get("attempt", 0)))
+                self.table.setdefault(key, rec)
+
+    def _count(self, model: str | None) -> None:
+        self.served[model or "unknown"] = self.served.get(model or "unknown", 0) + 1
+
+    def ask(self, item_id: str, prompt: str, attempt: int) -> str | None:
+        sha = sha256_text(prompt)
+        rec = self.table.get((item_id, sha, attempt))
+        if rec is not None:
+            self._count(rec.get("model"))
+            return rec["reply"]
+        if self.recompute:  # only stored replies count: nothing is asked
+            return None
+        reply = self.judge(prompt, attempt)
+        cached = getattr(getattr(self.judge, "cache", None), "records", {}).get((self.judge.judge_id, sha, attempt))
+        model = (cached or {}).get("model")
+        self._count(model)
+        if self.out_file is not None:
+            append_jsonl(self.out_file, [{"id": item_id, "judge": self.judge.judge_id, "prompt_sha256": sha,
+                                          "attempt": attempt, "reply": reply, **({"model": model} if model else {})}])
+        return reply
+
+
 # ------------------------------------------------------------------------------------------ protocols
 class ObjHalGptProtocol(ObjHalProtocol):
     """Object HalBench, objects extracted by gpt-3.5-turbo-0613 then analysed by spaCy en_core_web_trf."""
@@ -365,19 +407,9 @@ class ObjHalGptProtocol(ObjHalProtocol):
         recompute = judge_replies is not None
         judge = judge if judge is not None else build_judge(self.params["judge"], self.judge_settings(),
                                                             None if recompute else cache_dir)
-        stored = read_replies(judge_replies if recompute else
-                              (Path(cache_dir) / f"{self.name}.jsonl" if cache_dir is not None else None))
-        table: dict[tuple[str, str, int], dict] = {}
-        ignored = 0
-        for rec in stored:
-            if rec.get("judge") != judge.judge_id:
-                ignored += 1
-            elif isinstance(rec.get("reply"), str):
-                table.setdefault((str(rec.get("id")), str(rec.get("prompt_sha256")), int(rec.get("attempt", 0))), rec)
-        out_file = Path(cache_dir) / f"{self.name}.jsonl" if cache_dir is not None and not recompute else None
-        if out_file is not None and out_file.exists():
-            truncate_torn_tail(out_file)
-        served: dict[str, int] = {}
+        out_file = Path(cache_dir) / f"{self.name}.jsonl" if cache_dir is not None else None
+        source = (ReplySource(judge, judge_replies, None, recompute=True) if recompute
+                  else ReplySource(judge, out_file, out_file))
         gt, provenance = self.ground_truth(data_root, [r["image_id"] for r in sel.rows], gt_file)
         vocab = vocabulary()
         records, skipped, extraction = [], dict(sel.skipped), {"short": 0, "asked": 0, "replies": 0, "malformed": 0}
@@ -389,27 +421,8 @@ class ObjHalGptProtocol(ObjHalProtocol):
                 extraction["short"] += 1
             else:
                 prompt = build_prompt(r["question"], answer)
-                sha = sha256_text(prompt)
-
-                def ask(attempt: int, iid=iid, prompt=prompt, sha=sha) -> str | None:
-                    rec = table.get((iid, sha, attempt))
-                    if rec is not None:
-                        model = rec.get("model") or "unknown"
-                        served[model] = served.get(model, 0) + 1
-                        return rec["reply"]
-                    if recompute:
-                        return None
-                    reply = judge(prompt, attempt)
-                    cached = getattr(getattr(judge, "cache", None), "records", {}).get((judge.judge_id, sha, attempt))
-                    model = (cached or {}).get("model")
-                    served[model or "unknown"] = served.get(model or "unknown", 0) + 1
-                    if out_file is not None:
-                        append_jsonl(out_file, [{"id": iid, "judge": judge.judge_id, "prompt_sha256": sha,
-                                                 "attempt": attempt, "reply": reply, **({"model": model} if model
-                                                                                         else {})}])
-                    return reply
-
-                ex = extract(prompt, ask, int(self.params["max_attempts"]))
+                ex = extract(prompt, lambda attempt, i=iid, p=prompt: source.ask(i, p, attempt),
+                             int(self.params["max_attempts"]))
                 extraction["asked"] += 1
                 extraction["replies"] += ex.attempts
                 extraction["malformed"] += ex.statuses.count("malformed")
@@ -423,12 +436,13 @@ class ObjHalGptProtocol(ObjHalProtocol):
         overall = result["reference"]["overall_metrics"]
         result["reference"]["printed"] = printed_summary_full(overall) if result["reference"]["printed"] else {}
         judge_info = judge.stats() if hasattr(judge, "stats") else {"id": judge.judge_id}
-        judge_info.update({"spec": self.params["judge"], "model": self.params["judge"].partition(":")[2] or self.params["judge"],
-                           "settings": self.judge_settings(),
-            "version": getattr(judge, "version", None), "served_models": served,
-            "ignored_replies_of_other_judges": ignored, "recomputed_from_stored_replies": recompute})
-        if out_file is not None:
-            judge_info["replies_file"] = out_file.name
+        judge_info.update({"spec": self.params["judge"], "model": self.params["judge"].partition(":")[2]
+                           or self.params["judge"], "settings": self.judge_settings(),
+                           "version": getattr(judge, "version", None), "served_models": source.served,
+                           "ignored_replies_of_other_judges": source.ignored,
+                           "recomputed_from_stored_replies": recompute})
+        if source.out_file is not None:
+            judge_info["replies_file"] = source.out_file.name
         analyser_info = {"name": getattr(analyse, "name", type(analyse).__name__)}
         if records and hasattr(analyse, "version"):
             analyser_info.update(analyse.version())
