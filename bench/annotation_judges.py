@@ -1,4 +1,5 @@
-"""Offline annotation-grounded judges for MMHal-Bench and LLaVA-Bench prompts (registry ``bench.judges``).
+"""Offline annotation-grounded judges for MMHal-Bench, LLaVA-Bench and Object HalBench prompts (registry
+``bench.judges``).
 
 Both read their inputs back out of the benchmark's own judge prompt (the same prompt a GPT-4 judge gets),
 find COCO-object mentions with :meth:`bench.judges.AnnotationJudge.mentions` (the CHAIR synonym list,
@@ -24,6 +25,12 @@ reasoning quality — so their protocols (``mmhal-annotation``, ``llava-bench-an
   ``clip(1 + round(9 · coverage) − 3 · errors, 1, 10)`` with coverage = share of the present objects it
   asserts and errors = objects it asserts that are absent + present objects it negates. Reply: ``"s1 s2"``
   on the first line (reference answer, model answer), then an explanation — the reference's format.
+
+``objhal-annotation`` (prompt: :func:`metrics.objhal_gpt.build_prompt`, the GPT object extractor's):
+  the examiner's answer is read back out of the prompt; the reply is the JSON list of the COCO objects it
+  asserts (node words, in order of first mention; negated mentions are not objects "shown in the image"),
+  the extractor's reply format. It finds COCO objects only, where GPT names any object, so
+  ``objhal-gpt-annotation`` is a different metric from ``objhal-gpt``.
 """
 
 from __future__ import annotations
@@ -138,5 +145,31 @@ class LlavaBenchAnnotationJudge(_Grounded):
         return f"{s1} {s2}\nAssistant 1 {w1}; Assistant 2 {w2}."
 
 
+class ObjHalAnnotationJudge(_Grounded):
+    """Offline Object HalBench object extractor: the COCO objects the examiner's answer asserts, as a JSON list."""
+
+    description = "offline Object HalBench object extractor: asserted COCO-object mentions of the answer (JSON list)"
+    version = "1"
+    judge_id = "objhal-annotation:coco-objects:v1"
+
+    def reply(self, prompt: str) -> str:
+        import json
+
+        from bench.feedback import NEGATIONS, find_mentions, tokens
+        from metrics.objhal_gpt import parse_prompt  # metrics modules import this one: import lazily
+
+        parsed = parse_prompt(prompt)
+        if parsed is None:
+            return "The prompt is not an Object HalBench extraction prompt."
+        toks = tokens(parsed[1])
+        found: list[str] = []
+        for m in find_mentions(parsed[1]):
+            before = toks[max(0, m.first_token - 3):m.first_token]
+            if not any(t[2].lower() in NEGATIONS for t in before) and m.head not in found:
+                found.append(m.head)
+        return json.dumps(found)
+
+
 JUDGES.add("mmhal-annotation", MMHalAnnotationJudge)
 JUDGES.add("llava-bench-annotation", LlavaBenchAnnotationJudge)
+JUDGES.add("objhal-annotation", ObjHalAnnotationJudge)

@@ -9,7 +9,9 @@ A judge is a callable ``judge(prompt, attempt=0) -> reply``. Two entries:
   *name* of the environment variable that holds the API key (default ``OPENAI_API_KEY``; ``None`` for a
   keyless local server), temperature, max_tokens and any extra request fields (HA-DPO also sends
   ``top_p``, ``stop`` and ``logit_bias``) and an optional system message (LLaVA's reviewer sends one; it
-  enters the judge id). Robustness: a per-request timeout; bounded attempts with
+  enters the judge id), and the role of the prompt's message (``prompt_role``: ``user``, or ``system`` as
+  RLAIF-V's Object HalBench extractor sends it; a non-user role enters the id). Robustness: a per-request
+  timeout; bounded attempts with
   exponential backoff on HTTP 429 (``Retry-After`` honoured, in seconds or as an HTTP date), 5xx,
   timeouts, dropped connections and malformed (non-JSON / choice-less) bodies; any other 4xx fails at
   once; a minimum interval between requests (a simple rate limit). The key is read from the environment
@@ -171,8 +173,8 @@ class OpenAIJudge(CachedJudge):
     def __init__(self, model: str = "gpt-4", temperature: float = 0.7, max_tokens: int = 800,
                  base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
                  max_retries: int = 6, min_interval: float = 0.5, backoff: float = 2.0, max_sleep: float = 60.0,
-                 extra: dict | None = None, system: str | None = None, cache_dir: str | os.PathLike | None = None,
-                 **unknown: Any):
+                 extra: dict | None = None, system: str | None = None, prompt_role: str = "user",
+                 cache_dir: str | os.PathLike | None = None, **unknown: Any):
         if unknown:
             raise JudgeError(f"judge openai: unknown setting(s) {', '.join(sorted(unknown))}")
         self.model, self.temperature, self.max_tokens = model, float(temperature), int(max_tokens)
@@ -183,11 +185,16 @@ class OpenAIJudge(CachedJudge):
         self.api_key_env = api_key_env
         self.extra = dict(extra or {})
         self.system = system  # a system message sent before the prompt (LLaVA's reviewers send one)
+        if prompt_role not in ("user", "system"):
+            raise JudgeError(f"judge openai: prompt_role must be 'user' or 'system', not {prompt_role!r}")
+        self.prompt_role = prompt_role  # RLAIF-V's object extractor sends its prompt as the only, system, message
         self.judge_id = f"openai:{model}:t{_fmt(self.temperature)}:m{self.max_tokens}"
         if self.extra:
             self.judge_id += ":" + sha256_text(json.dumps(self.extra, sort_keys=True))[:8]
         if system is not None:
             self.judge_id += ":sys" + sha256_text(system)[:8]
+        if prompt_role != "user":
+            self.judge_id += f":as-{prompt_role}"
         # the transport (retries, Retry-After, rate limit, key hygiene) is the shared client; ``_sleep`` is
         # looked up at call time so tests can record this module's waits
         self.client = ChatClient(self.base_url, api_key_env, key_required=True, timeout=timeout,
@@ -215,7 +222,7 @@ class OpenAIJudge(CachedJudge):
 
     def body(self, prompt: str) -> dict:
         messages = [{"role": "system", "content": self.system}] if self.system is not None else []
-        return chat_body(self.model, messages + [{"role": "user", "content": prompt}], self.temperature,
+        return chat_body(self.model, messages + [{"role": self.prompt_role, "content": prompt}], self.temperature,
                          self.max_tokens, **self.extra)
 
     def reply_with_meta(self, prompt: str) -> tuple[str, dict]:

@@ -3,7 +3,7 @@
 
 import importlib
 
-for _name in ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench", "amber", "objhal"):
+for _name in ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench", "amber", "objhal", "objhal_gpt"):
     try:
         importlib.import_module(f"metrics.{_name}")
     except ModuleNotFoundError as exc:  # a scorer module not written yet

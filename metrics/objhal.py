@@ -28,13 +28,23 @@ word processing finds in its COCO reference captions, over train2014 + val2014 a
 of the reference), cached under ``<data root>/objhal/cache/`` keyed by the files' sha256.
 
 Protocols: ``objhal`` — no GPT object extraction, 3-beam search, 1024 new tokens (the reference's
-``eval_rlaifv_objhal.sh``: ``--temperature 0 --num_beam 3``), each question's prompt as released. The
-``--use_gpt`` variant (objects extracted by gpt-3.5-turbo-0613, then spaCy lemmas) is NOT implemented.
+``eval_rlaifv_objhal.sh``: ``--temperature 0 --num_beam 3``), each question's prompt as released; offline.
+That script scores with ``--use_gpt`` (objects extracted by gpt-3.5-turbo-0613): protocols ``objhal-gpt`` and
+``objhal-gpt-nltk`` of :mod:`metrics.objhal_gpt`, through the judge registry.
+
+spaCy: the reference module loads ``en_core_web_trf`` when it is imported (``nlp = spacy.load(...)``), with or
+without ``--use_gpt``, but only the GPT path uses it — ``Token.lemma_`` and ``Token.tag_`` of each extracted
+object (``"a <object>"``) to find two-word entries and noun runs (``get_pred_objs_match``, ``postagging``). The
+rule-based path of this protocol (NLTK tokens, WordNet noun lemmas) never calls it, so this protocol reproduces
+the reference without spaCy and neither loads nor needs it. For the GPT path, ``objhal-gpt`` uses spaCy with
+``en_core_web_trf`` when installed (and stops before generation otherwise); ``objhal-gpt-nltk`` is a declared
+deviation with an NLTK tagger and WordNet lemmas in its place, its own protocol (see :mod:`metrics.objhal_gpt`).
 
 Deliberate deviations: zero denominators give 0.0 and are listed under ``zero_division`` (the reference
 raises); a response for an image outside the question file, a missing response and a missing image are
-skipped and reported with their ids (the reference asserts that the image sets match); the scores carry
-the reference's ``overall_metrics`` and printed summary under ``reference``.
+skipped and reported with their ids (a missing response whose image is absent says so; the reference
+asserts that the image sets match); the scores carry the reference's ``overall_metrics`` and printed
+summary under ``reference``.
 """
 
 from __future__ import annotations
@@ -337,11 +347,8 @@ class ObjHalProtocol(Benchmark):
             units[str(r["image_id"])] = units.get(str(r["image_id"]), 0) + counts_of(r)
         return units, lambda s: {k: (v if v is not None else 0.0) for k, v in metrics_from_counts(s).items()}
 
-    def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
-              item_ids: set[str] | None = None, gt_file: Path | None = None, seed: int = 0, **_: Any) -> dict:
-        """Stored responses (``{"id", "text"}``) → Object HalBench metrics, bootstrap CIs over images, details."""
-        nltk_data.configure([Path(data_root) / "nltk_data"])
-        nltk_data.require(NLTK_NEEDS, [Path(data_root) / "nltk_data"], purpose="Object HalBench")
+    def select(self, predictions: list[dict], data_root: Path, item_ids: set[str] | None = None) -> Selection:
+        """The question rows in the selection, those with a response, the responses by id, what is skipped."""
         every = self.rows(data_root)
         protocol_ids = {str(r["image_id"]) for r in every}
         rows = [r for r in every if item_ids is None or str(r["image_id"]) in item_ids]
@@ -351,36 +358,61 @@ class ObjHalProtocol(Benchmark):
             if str(p["id"]) in texts:
                 duplicates.append(str(p["id"]))
             texts[str(p["id"])] = p["text"]
-        wanted = {str(r["image_id"]) for r in rows}
         skipped = {k: f"id not in protocol {self.name}" for k in texts if k not in protocol_ids}
         scored = []
         for r in rows:
             if str(r["image_id"]) in texts:
                 scored.append(r)
             else:
-                skipped[str(r["image_id"])] = "no prediction"
-        gt, provenance = self.ground_truth(data_root, [r["image_id"] for r in rows], gt_file)
+                image = Path(data_root) / r["image"]
+                skipped[str(r["image_id"])] = "no prediction" + ("" if image.exists() else
+                                                                 f" (image not found: {image.name})")
+        return Selection(rows, scored, texts, skipped, duplicates)
+
+    def score(self, predictions: list[dict], data_root: Path, *, n_boot: int = 1000,
+              item_ids: set[str] | None = None, gt_file: Path | None = None, seed: int = 0, **_: Any) -> dict:
+        """Stored responses (``{"id", "text"}``) → Object HalBench metrics, bootstrap CIs over images, details."""
+        nltk_data.configure([Path(data_root) / "nltk_data"])
+        nltk_data.require(NLTK_NEEDS, [Path(data_root) / "nltk_data"], purpose="Object HalBench")
+        sel = self.select(predictions, data_root, item_ids)
+        gt, provenance = self.ground_truth(data_root, [r["image_id"] for r in sel.rows], gt_file)
         vocab = vocabulary()
         records = []
-        for r in scored:
-            rec = judge_response(texts[str(r["image_id"])], gt.get(r["image_id"], ()), vocab)
+        for r in sel.scored:
+            rec = judge_response(sel.texts[str(r["image_id"])], gt.get(r["image_id"], ()), vocab)
             records.append({"id": str(r["image_id"]), "image_id": r["image_id"], **rec})
-        table = np.stack([counts_of(r) for r in records]) if records else np.zeros((0, len(FIELDS)), np.int64)
-        zero: list[str] = []
-        metrics = metrics_from_counts(table.sum(axis=0) if records else np.zeros(len(FIELDS), np.int64), zero)
-        ci = bootstrap_ci(list(range(len(records))), lambda idx: metrics_from_counts(table[list(idx)].sum(axis=0)),
-                          n_boot=n_boot, seed=seed)
-        overall = reference_overall(records)
-        no_gt = [r["image_id"] for r in scored if r["image_id"] not in gt]
+        summary = summarise(records, n_boot=n_boot, seed=seed)
+        no_gt = [r["image_id"] for r in sel.scored if r["image_id"] not in gt]
         return {
-            "metrics": metrics, "ci": ci, "n": len(records),
-            "skipped": {"count": len(skipped), "reasons": skipped}, "duplicates": duplicates,
-            "zero_division": zero, "counts": {f: int(x) for f, x in zip(FIELDS, table.sum(axis=0))},
-            "reference": {"overall_metrics": overall,
-                          "printed": printed_summary(overall) if records and not zero else {}},
+            "metrics": summary["metrics"], "ci": summary["ci"], "n": summary["n"],
+            "skipped": {"count": len(sel.skipped), "reasons": sel.skipped}, "duplicates": sel.duplicates,
+            "zero_division": summary["zero_division"], "counts": summary["counts"], "reference": summary["reference"],
             "ground_truth": {**provenance, "images_without_entry": no_gt[:20]},
-            "details": {"per_item": records},
+            "details": summary["details"],
         }
+
+
+class Selection(NamedTuple):
+    rows: list[dict]  # question rows in the selection
+    scored: list[dict]  # those with a response
+    texts: dict[str, str]  # response by id (the last one of a duplicated id)
+    skipped: dict[str, str]  # id -> reason
+    duplicates: list[str]
+
+
+def summarise(records: Sequence[Mapping[str, Any]], *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Per-response records → metrics, bootstrap CIs over responses, counts, the reference's numbers, details."""
+    table = np.stack([counts_of(r) for r in records]) if records else np.zeros((0, len(FIELDS)), np.int64)
+    zero: list[str] = []
+    metrics = metrics_from_counts(table.sum(axis=0) if records else np.zeros(len(FIELDS), np.int64), zero)
+    ci = bootstrap_ci(list(range(len(records))), lambda idx: metrics_from_counts(table[list(idx)].sum(axis=0)),
+                      n_boot=n_boot, seed=seed)
+    overall = reference_overall(records)
+    return {"metrics": metrics, "ci": ci, "n": len(records), "zero_division": zero,
+            "counts": {f: int(x) for f, x in zip(FIELDS, table.sum(axis=0))},
+            "reference": {"overall_metrics": overall, "printed": printed_summary(overall) if records and not zero
+                          else {}},
+            "details": {"per_item": list(records)}}
 
 
 BENCHMARKS.add("objhal", ObjHalProtocol)

@@ -30,7 +30,8 @@ from typing import Any, Callable, TextIO
 
 from bench.errors import BenchError
 
-DISCOVERERS: tuple[str, ...] = ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench", "amber", "objhal")
+DISCOVERERS: tuple[str, ...] = ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench", "amber", "objhal",
+                                 "objhal_gpt")
 
 
 @dataclass

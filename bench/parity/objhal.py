@@ -34,7 +34,7 @@ def _load(path: Path) -> Any:
 
 def _is_objhal(exp: Any) -> bool:
     return isinstance(exp, dict) and isinstance(exp.get("metrics"), dict) and {"CHAIRs_refine", "CHAIRi"} <= set(
-        exp["metrics"])
+        exp["metrics"]) and exp.get("object_extraction", "words") == "words"  # GPT extraction: parity/objhal_gpt.py
 
 
 def check_case(expected: Path, captions: Path, gt_path: Path, name: str) -> CaseResult:
