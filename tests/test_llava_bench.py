@@ -210,7 +210,8 @@ def test_parity_case_fails_on_a_changed_expected_value(tmp_path):
 # ------------------------------------------------------------------------------------------ end to end
 def test_tiny_llava_eval_scores_both_offline_protocols_into_records_and_the_leaderboard(synthetic_root, tmp_path,
                                                                                       monkeypatch):
-    from bench.pipeline import EvalConfig, eval_checkpoint, load_plugins, write_leaderboard
+    from bench.pipeline import EvalConfig, eval_checkpoint, write_leaderboard
+    from bench.plugins import load_plugins
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("BENCH_OFFLINE", "1")
