@@ -168,7 +168,7 @@ def test_reviewer_settings_system_message_and_preflight(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------------------------ annotation judge
 def test_annotation_reviewer_scores_both_answers_from_object_claims():
-    from bench.annotation_judges import LlavaBenchAnnotationJudge
+    from metrics.llava_bench import LlavaBenchAnnotationJudge
 
     judge = LlavaBenchAnnotationJudge()
     reply = judge(build_prompt("The image shows a cup and a dog.", "q", "There is a cup and a dog.",
