@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench.cli import main
-from bench.data.fetch import Manifest
+from bench.data.download import Manifest
 from bench.io import sha256_file
 from tests.conftest import REPO
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from bench.models import families  # noqa: F401  (registers the built-in model families: bench.models.family.FAMILIES)
 from bench.registry import MODELS
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.errors import BenchError, DataError
 from bench.feedback import ImageAnnotations
-from bench.io import read_json
+from bench.io import iter_json_array, read_json
 from bench.text import find_mentions
 from bench.vocab import synonyms
 
@@ -89,8 +89,6 @@ def coco_source(root: str | Path, split: str = "train", limit: int | None = None
 
 def vg_source(root: str | Path, limit: int | None = None, seed: int = 0,
               image_ids: set[str] | None = None) -> AnnotationSet:
-    from bench.data.fetch import iter_json_array
-
     root = Path(root)
     meta_path, reg_path = root / "vg" / "image_data.json", root / "vg" / "region_descriptions.json"
     for p in (meta_path, reg_path):
