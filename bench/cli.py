@@ -1,5 +1,6 @@
 """Command line: ``python -m bench <verb> …``. Errors print one line and exit 2 (no traceback
-wall; set ``BENCH_DEBUG=1`` for the traceback)."""
+wall; set ``BENCH_DEBUG=1`` for the traceback). Imports inside the command functions are deliberate: CLI start-up time
+(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,9 @@ model, data and settings when TRL is installed.
 ``perf eval`` times the evaluation engine on a POPE-shaped workload (images × questions) and a
 caption workload (images × forced ``--caption-tokens`` new tokens) against HF ``generate`` at
 batch 1, and reports the vision/prefix/decode split.
+
+Imports inside the command functions are deliberate: CLI start-up time
+(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol).
 """
 
 from __future__ import annotations

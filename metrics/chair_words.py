@@ -33,6 +33,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
+from bench import nltk_data
 from bench.errors import BenchError
 from bench.vocab import DOUBLE_WORDS, Vocabulary, singularize, vocabulary
 from bench.vocab import SYNONYMS_FILE, synonyms  # noqa: F401  (re-exported: part of this module's documented word API)
@@ -61,8 +62,6 @@ def ensure_nltk(flavour: str = "wordnet", extra: tuple = ()) -> None:
     flavour = flavour_name(flavour)
     if flavour in _NLTK_OK:
         return
-    from bench import nltk_data
-
     nltk_data.require(NLTK_NEEDS[flavour], extra, purpose=f"CHAIR ({flavour} word processing)")
     _NLTK_OK.add(flavour)
 

@@ -61,6 +61,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
+from bench.data.synthetic_judged import ensure_judged
 from bench.errors import DataError
 from bench.io import iter_jsonl, sha256_file
 from bench.judges import OfflineJudge
@@ -405,8 +406,6 @@ class LlavaBenchAnnotationProtocol(LlavaBenchProtocol):
 
     def questions(self, data_root: Path) -> list[dict]:
         # a synthetic world prepared before these files existed gets them now (deterministic, seconds)
-        from bench.data.synthetic_judged import ensure_judged
-
         ensure_judged(data_root)
         return super().questions(data_root)
 

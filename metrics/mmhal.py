@@ -68,6 +68,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
+from bench.data.synthetic_judged import ensure_judged
 from bench.errors import DataError
 from bench.io import read_json, sha256_text
 from bench.judges import OfflineJudge
@@ -476,8 +477,6 @@ class MMHalAnnotationProtocol(MMHalProtocol):
 
     def questions(self, data_root: Path) -> list[dict]:
         # a synthetic world prepared before these files existed gets them now (deterministic, seconds)
-        from bench.data.synthetic_judged import ensure_judged
-
         ensure_judged(data_root)
         return super().questions(data_root)
 

@@ -11,6 +11,9 @@
   generations of checkpoint M (+ ``--adapter``) on annotated images of ``--data-root`` (default: the
   model's data root, the synthetic world for ``tiny-llava``), feedback from ``--feedback`` (``annotation``
   offline, or ``openai``), released format + ``summary.json`` in DIR; resumable.
+
+Imports inside the command functions are deliberate: CLI start-up time
+(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol).
 """
 
 from __future__ import annotations

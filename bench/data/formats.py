@@ -44,6 +44,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from bench.data.loaders import load_preference_file
 from bench.data.preference import PreferenceRecord
 from bench.errors import DataError
 from bench.io import iter_jsonl, read_json
@@ -339,8 +340,6 @@ def opa_extra_from_pair(rec: PreferenceRecord) -> dict:
 # ------------------------------------------------------------------------------------------ dispatching
 def load_bench(path: Path, image_root: Path | None = None) -> list[PreferenceRecord]:
     """Our PreferenceRecord JSONL, with images checked and ids required to be unique."""
-    from bench.data.loaders import load_preference_file
-
     path = Path(path)
     records = load_preference_file(path, image_root=image_root)
     lines = [line for line, _ in iter_jsonl(path)]

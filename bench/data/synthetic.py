@@ -304,6 +304,7 @@ def pretrain_rows(train: list[Scene], rng: random.Random, label_noise: float, ye
     the MHaluBench protocol's prompt (labels from the same annotator), so the checkpoint can be scored as a
     detector.
     """
+    # on use (start-up time): importing any metrics module imports every protocol (metrics/__init__.py)
     from metrics.mhalubench import PROMPT as DETECT_PROMPT
 
     names = [name for _, name, _, _ in CATEGORIES]
