@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.io import sha256_text
+from bench.fingerprint import api_fingerprint
 from bench.openai_client import ChatClient, chat_body, check_reachable, normalise_base_url, user_message
 from bench.paths import data_dir
 
@@ -114,7 +114,7 @@ class ApiModel:
     # ------------------------------------------------------------------ requests
     def fingerprint(self) -> str:
         """Checkpoint fingerprint for the prediction cache: name + base URL + request format (no weights)."""
-        return sha256_text("|".join(["openai-api", REQUEST_FORMAT, self.served_name, self.base_url or ""]))[:16]
+        return api_fingerprint(self.served_name, self.base_url, REQUEST_FORMAT)
 
     def check_protocol(self, bench: Any) -> None:
         gen = bench.generation
