@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from bench.data.convert import (OBJHAL_BLOB, OBJHAL_RAW, OBJHAL_REV, OPA_DRIVE, OPA_MANUAL, coco_protocol_images, derive_chair_sets,
-                                hadpo_images, mmhal_check_images, nltk_step, objhal_convert, opa_convert,
-                                povid_images, shr_convert)
+from bench.data.convert import (OBJHAL_BLOB, OBJHAL_RAW, OBJHAL_REV, OPA_DRIVE, OPA_MANUAL, coco_protocol_images,
+                                derive_chair_sets, hadpo_images, mmhal_check_images, nltk_step, objhal_convert,
+                                opa_convert, povid_images, shr_convert)
 from bench.data.download import FetchContext, HubFile, HubFolder, UrlFile, extract_archive_flat, extract_zip_members
 
 
@@ -26,7 +26,7 @@ class Source:
     description: str
     files: list = field(default_factory=list)
     requires: list[str] = field(default_factory=list)
-    post: list[Callable[["FetchContext"], None]] = field(default_factory=list)
+    post: list[Callable[[FetchContext], None]] = field(default_factory=list)
     manual: str | None = None  # instructions when the data cannot be fetched automatically
     licence: str = ""
     pinned: str = ""  # what the entry is pinned to, and what of it could be checked offline
