@@ -20,7 +20,6 @@ stale generations.
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,28 +27,22 @@ import torch
 
 from bench.config import merge, to_dict
 from bench.errors import BenchError
+from bench.fingerprint import checkpoint_fingerprint, dtype_name, state_fingerprint
 from bench.io import atomic_write_json
-from bench.leaderboard import collect
+from bench.leaderboard.frame import LEADERBOARD_COLUMNS, leaderboard  # noqa: F401  (the API's third verb)
 from bench.models.llava import LlavaPreprocessor, make_preprocessor
 from bench.models.loading import model_entry
-from bench.pipeline import (EvalConfig, data_root_for, eval_benchmarks, eval_checkpoint, load_plugins,
-                            resolve_benchmarks, resolve_device, train_method)
+from bench.pipeline import (EvalConfig, data_root_for, eval_benchmarks, eval_checkpoint, resolve_benchmarks,
+                            train_config_fields, train_method)
+from bench.plugins import load_plugins
 from bench.records import new_record, update_record
+from bench.registry import METHODS
+from bench.runtime import resolve_device
 
 
 def _eval_config(limit: int | None, batch_size: int | None, n_boot: int | None):
     updates = {k: v for k, v in (("limit", limit), ("batch_size", batch_size), ("n_boot", n_boot)) if v is not None}
     return merge(EvalConfig(), updates, where="bench.evaluate") if updates else EvalConfig()
-
-
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """sha256[:16] over every parameter and buffer (name, dtype, shape, bytes) of an in-memory model."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 def evaluate(model: Any = "tiny-llava", benchmarks: Sequence[str] | str = "all", out: str | Path = "runs", *,
@@ -96,9 +89,7 @@ def _evaluate_loaded(model: torch.nn.Module, processor: Any, names: list[str], o
     pre = processor if isinstance(processor, LlavaPreprocessor) else make_preprocessor(processor, model.config)
     model_name = str(getattr(model.config, "model_type", None) or "model")
     out_dir = out / model_name / label
-    from bench.fingerprint import checkpoint_fingerprint, dtype_name
-
-    weights = weights_fingerprint(model)
+    weights = state_fingerprint(model)
     dtype = dtype_name(next(model.parameters()).dtype)
     backend = f"transformers/{getattr(model.config, '_attn_implementation', None) or 'default'}"
     fp = checkpoint_fingerprint(f"state:{weights}", None, dtype, device, backend)  # content, dtype, device, backend
@@ -124,37 +115,8 @@ def train(method: str = "dpo", model: str = "tiny-llava", data: str | Path | Non
     entry = model_entry(str(model))
     ov = copy.deepcopy(overrides) if overrides else {}
     if max_steps is not None:  # every TrainConfig of the method (POVID has one per stage)
-        from bench.registry import METHODS
-        from bench.pipeline import train_config_fields
-
         for name in train_config_fields(METHODS.get(method)().default_config()):
             ov.setdefault(name, {})["max_steps"] = int(max_steps)
     return train_method(method, entry, ov, Path(out) / entry.name / method, str(data) if data else None,
                         data_root_for(entry, str(data_root) if data_root else None), seed, resolve_device(device),
                         resume=resume, progress=progress)
-
-
-LEADERBOARD_COLUMNS = ("model", "method", "checkpoint", "protocol", "benchmark", "metric", "label",
-                       "higher_is_better", "value", "ci_low", "ci_high", "delta", "delta_low", "delta_high")
-
-
-def leaderboard(runs_dir: str | Path = "runs") -> "Any":
-    """The run records under ``runs_dir`` as a long ``pandas.DataFrame``: one row per (run, headline metric)
-    with the value, its 95% CI and the paired difference from base (NaN where there is none) — the same
-    numbers as ``leaderboard.csv``. Wide view: ``df.pivot_table(index="method", columns="label", values="value")``."""
-    import pandas as pd  # imported on use: keeps `import bench` cheap
-
-    load_plugins()
-    table = collect(runs_dir)
-    nan = float("nan")
-    records = []
-    for row in table.rows:
-        for col in table.columns:
-            cell = row.cells.get(col.key)
-            if cell is None:
-                continue
-            lo, hi = cell.ci if cell.ci is not None else (nan, nan)
-            d = cell.delta if cell.delta is not None else (nan, nan, nan)
-            records.append((row.model, row.method, row.checkpoint, col.protocol, col.benchmark, col.metric,
-                            col.label, col.higher_is_better, cell.value, lo, hi, *d))
-    return pd.DataFrame.from_records(records, columns=list(LEADERBOARD_COLUMNS))

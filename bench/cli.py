@@ -1,5 +1,6 @@
 """Command line: ``python -m bench <verb> …``. Errors print one line and exit 2 (no traceback
-wall; set ``BENCH_DEBUG=1`` for the traceback)."""
+wall; set ``BENCH_DEBUG=1`` for the traceback). Imports inside the command functions are deliberate: CLI start-up time
+(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol)."""
 
 from __future__ import annotations
 
@@ -111,7 +112,8 @@ def cmd_run(args) -> int:
     from bench.pipeline import run
 
     cfg = _run_config(args)
-    from bench.pipeline import load_plugins, resolve_methods
+    from bench.pipeline import resolve_methods
+    from bench.plugins import load_plugins
 
     load_plugins()
     resolve_methods(cfg.methods)  # a misspelt method is reported before the model is looked up
@@ -132,8 +134,9 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     from bench import preflight
     from bench.config import parse_overrides
-    from bench.pipeline import (data_root_for, load_plugins, method_config, resolve_device, train_config_fields,
-                                train_data_problems, train_method)
+    from bench.pipeline import data_root_for, method_config, train_config_fields, train_data_problems, train_method
+    from bench.plugins import load_plugins
+    from bench.runtime import is_main_process, resolve_device
     from bench.registry import METHODS
 
     load_plugins()
@@ -152,14 +155,16 @@ def cmd_train(args) -> int:
                      *train_data_problems(args.method, entry, args.data, data_root)], "bench train")
     rec = train_method(args.method, entry, overrides, out, args.data, data_root, args.seed, device,
                        resume=args.resume, progress=not args.quiet, force=args.force)
-    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, one summary, from the main process
+    if is_main_process():  # under `accelerate launch`, one summary, from the main process
         print(json.dumps({"checkpoint": rec.get("checkpoint"), "train": rec.get("train")}, indent=2))
     return 0
 
 
 def cmd_eval(args) -> int:
     from bench import preflight
-    from bench.pipeline import data_root_for, eval_checkpoint, load_plugins, resolve_benchmarks, resolve_device
+    from bench.pipeline import data_root_for, eval_checkpoint, resolve_benchmarks
+    from bench.plugins import load_plugins
+    from bench.runtime import resolve_device
 
     load_plugins()
     cfg = _run_config(args)  # the typed config of `run`: eval.* overrides, did-you-mean on unknown keys
@@ -186,7 +191,7 @@ def cmd_eval(args) -> int:
     if args.verify_against_bs1:
         from bench.eval.engine import verify_against_bs1
         from bench.models.loading import load_for_eval
-        from bench.pipeline import resolve_dtype
+        from bench.runtime import resolve_dtype
         from bench.registry import BENCHMARKS
 
         model, pre, _ = load_for_eval(cfg.model, args.adapter, dtype=resolve_dtype(cfg.eval.dtype, device),
@@ -202,7 +207,7 @@ def cmd_eval(args) -> int:
 
 def cmd_export(args) -> int:
     from bench.export import export_checkpoint
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
 
     load_plugins()
     rec = export_checkpoint(args.checkpoint, args.out, model=args.model, dtype=args.dtype)
@@ -214,7 +219,8 @@ def cmd_export(args) -> int:
 def cmd_score(args) -> int:
     from bench.config import merge
     from bench.io import read_json
-    from bench.pipeline import EvalConfig, load_plugins, score_predictions
+    from bench.pipeline import EvalConfig, score_predictions
+    from bench.plugins import load_plugins
     from bench.registry import BENCHMARKS
 
     load_plugins()
@@ -237,7 +243,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
     from bench.samples import main_show
 
     load_plugins()
@@ -245,7 +251,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
     from bench.registry import BENCHMARKS, JUDGES, METHODS, MODELS, describe
 
     load_plugins()
@@ -258,7 +264,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
 
     load_plugins()
     from bench.leaderboard.cli import main_leaderboard
@@ -269,7 +275,7 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_parity(args) -> int:
     from bench.parity import main_parity
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
 
     load_plugins()
     return main_parity(Path(args.folder), Path(args.root) if args.root else None)

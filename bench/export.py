@@ -32,6 +32,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.io import atomic_write_json, read_json, sha256_file
+from bench.models.loading import apply_checkpoint, model_entry
 from bench.records import git_info, now, versions
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -61,8 +62,6 @@ def base_model_of(ckpt: Path, model: str | None) -> str:
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, model: str | None = None,
                       dtype: str = "float32") -> dict[str, Any]:
     """Merge ``checkpoint`` into its base and save a standalone HF folder at ``out``; returns the export record."""
-    from bench.models.loading import apply_checkpoint, model_entry
-
     ckpt, out = Path(checkpoint), Path(out)
     if not ckpt.is_dir():
         raise BenchError(f"{ckpt}: checkpoint folder not found")

@@ -6,8 +6,8 @@ entries implement one interface (:class:`FeedbackModel`):
 
 * ``openai`` — an OpenAI-compatible *vision* chat model (``POST {base_url}/chat/completions``, images
   sent as base64 ``data:`` URLs). The HTTP client (:class:`VisionChatClient`) uses the transport shared
-  with :class:`bench.judges.OpenAIJudge` (:class:`bench.openai_client.ChatClient`) and its reply cache (:class:`bench.judges.ReplyCache`,
-  append-only JSONL keyed by client id + sha256 of the request, here including the images' sha256):
+  with :class:`bench.judges.OpenAIJudge` (:class:`bench.openai_client.ChatClient`) and its reply cache
+  (:class:`bench.openai_client.ReplyCache`, append-only JSONL keyed by client id + sha256 of the request, here including the images' sha256):
   key read from an environment variable and never written anywhere, bounded retries with exponential
   backoff on HTTP 429 (honouring ``Retry-After``), 5xx, timeouts and malformed replies, a minimum
   interval between requests. Replies are asked for as JSON; a reply that does not parse raises
@@ -16,8 +16,9 @@ entries implement one interface (:class:`FeedbackModel`):
   (:class:`ImageAnnotations`: COCO instances, VG region phrases or the synthetic world's COCO files).
   It only knows *objects*:
 
-  - object words are found with the CHAIR word lists of :mod:`metrics.chair_words` (the 80 COCO
-    categories + synonyms, its two-word table, its ``singularize``). Deviation from CHAIR's tokeniser,
+  - object words are found by :func:`bench.text.find_mentions` with the CHAIR word lists of
+    :mod:`metrics.chair_words` (the 80 COCO categories + synonyms, its two-word table, its
+    ``singularize``); sentences are :func:`bench.text.split_at_breaks`. Deviation from CHAIR's tokeniser,
     so that no NLTK data is needed and spans can be edited: tokens are ``[A-Za-z]+`` runs, a token
     matches if its lower-cased form *or* its singular is a synonym surface (so "bus" and "glass" match,
     which Pattern's singularize turns into "bu"/"glas"), and multi-word surfaces ("dining table",
@@ -61,8 +62,12 @@ from typing import Any, Iterable
 
 from bench.errors import BenchError
 from bench.io import sha256_file
-from bench.openai_client import DEFAULT_BASE_URL, ChatClient, chat_body, image_data_url, user_message  # noqa: F401
+from bench.openai_client import (DEFAULT_BASE_URL, ChatClient, ReplyCache, chat_body, image_data_url,  # noqa: F401
+                                 user_message)
 from bench.registry import Registry
+from bench.text import (DETERMINERS, NUMBER_WORDS, NUMBERS, Mention, article, asserted_objects, find_mentions,
+                        negated, pluralize, split_at_breaks, tokens)
+from bench.vocab import synonyms
 
 FEEDBACK: Registry = Registry("feedback model", "bench.feedback")
 
@@ -187,113 +192,6 @@ class FeedbackModel(abc.ABC):
         """``n`` rephrasings of a (chosen, rejected) pair that keep their facts."""
 
 
-# ------------------------------------------------------------------------------------------ sentences
-_SENT_END = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences ending in . ! ? (kept), split at the whitespace after them and at newlines."""
-    return [s.strip() for s in _SENT_END.split(text.strip()) if s and s.strip()]
-
-
-# ------------------------------------------------------------------------------------------ object words
-_WORD = re.compile(r"[A-Za-z]+|\d+")
-NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-           "ten": 10, "eleven": 11, "twelve": 12}
-NUMBER_WORDS = {v: k for k, v in NUMBERS.items()}
-DETERMINERS = {"a", "an", "the", "some", "several", "many", "another", "any", "this", "that", "these", "those",
-               "its", "his", "her", "their", "one", *NUMBERS}
-NEGATIONS = {"no", "not", "without", "nor", "neither", "never"}
-
-
-@dataclass
-class Mention:
-    start: int
-    end: int
-    text: str
-    head: str
-    plural: bool
-    first_token: int  # index of the first token of the mention in the token list
-
-
-def _vocab() -> tuple[frozenset, dict, dict[str, str]]:
-    from metrics.chair_words import DOUBLE_WORDS, synonyms
-
-    surfaces, inverse = synonyms()
-    multi = {s: s for s in surfaces if " " in s and not s.startswith(" ")}
-    multi.update(DOUBLE_WORDS)  # two-word phrase -> surface
-    return surfaces, inverse, multi
-
-
-def tokens(text: str) -> list[tuple[int, int, str]]:
-    return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
-
-
-def find_mentions(text: str) -> list[Mention]:
-    """COCO-object mentions of ``text`` with character spans (see module docstring for the rules)."""
-    from metrics.chair_words import singularize
-
-    surfaces, inverse, multi = _vocab()
-    toks = tokens(text)
-    low = [t[2].lower() for t in toks]
-    sing = [singularize(w) for w in low]
-    out: list[Mention] = []
-    i = 0
-    while i < len(toks):
-        hit = None
-        for n in (3, 2):
-            if i + n > len(toks) or any(text[toks[k][1]:toks[k + 1][0]].strip() for k in range(i, i + n - 1)):
-                continue
-            for words in (low[i:i + n], low[i:i + n - 1] + [sing[i + n - 1]]):
-                phrase = " ".join(words)
-                if phrase in multi and multi[phrase] in inverse:
-                    hit = (n, inverse[multi[phrase]], low[i + n - 1] != sing[i + n - 1])
-                    break
-            if hit:
-                break
-        if hit is None:
-            if low[i] in surfaces and not low[i].isdigit():
-                hit = (1, inverse[low[i]], low[i] != sing[i] and sing[i] in surfaces)
-            elif sing[i] in surfaces:
-                hit = (1, inverse[sing[i]], True)
-        if hit is None:
-            i += 1
-            continue
-        n, head, plural = hit
-        if low[i] in ("people", "children", "men", "women"):
-            plural = True
-        out.append(Mention(toks[i][0], toks[i + n - 1][1], text[toks[i][0]:toks[i + n - 1][1]], head, plural, i))
-        i += n
-    return out
-
-
-def asserted_objects(text: str) -> set[str]:
-    """Head words of the non-negated object mentions of ``text``."""
-    out = set()
-    for sent in split_sentences(text) or [text]:
-        toks = tokens(sent)
-        out |= {m.head for m in find_mentions(sent) if not _negated(toks, m.first_token)}
-    return out
-
-
-def article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def pluralize(word: str) -> str:
-    irregular = {"person": "people", "man": "men", "woman": "women", "child": "children", "mouse": "mice",
-                 "knife": "knives", "sheep": "sheep", "skis": "skis", "scissors": "scissors"}
-    last = word.split(" ")[-1]
-    stem = word[: len(word) - len(last)]
-    if last in irregular:
-        return stem + irregular[last]
-    if re.search(r"(s|x|z|ch|sh)$", last):
-        return stem + last + "es"
-    if re.search(r"[^aeiou]y$", last):
-        return stem + last[:-1] + "ies"
-    return stem + last + "s"
-
-
 def _np_start(text: str, toks: list[tuple[int, int, str]], first: int) -> tuple[int, str | None]:
     """Start offset of the noun phrase ending in the mention at token ``first``, and its determiner."""
     for back in range(1, 5):
@@ -309,10 +207,6 @@ def _np_start(text: str, toks: list[tuple[int, int, str]], first: int) -> tuple[
         if w in ("and", "or", "with", "of", "on", "in", "is", "are", "there", "shows", "has", "have"):
             break
     return toks[first][0], None
-
-
-def _negated(toks: list[tuple[int, int, str]], first: int) -> bool:
-    return any(toks[k][2].lower() in NEGATIONS for k in range(max(0, first - 3), first))
 
 
 def _count_before(toks: list[tuple[int, int, str]], text: str, first: int) -> tuple[int, int, int] | None:
@@ -412,7 +306,7 @@ class AnnotationFeedback(FeedbackModel):
         mentioned_all = {m.head for m in find_mentions(text)}
         spare = [o for o in ann.objects if o in present and o not in mentioned_all]
         verdicts = []
-        for idx, sent in enumerate(split_sentences(text)):
+        for idx, sent in enumerate(split_at_breaks(text)):
             verdicts.append(self._review_sentence(idx, sent, ann, present, spare))
         review = Review(self.feedback_id, verdicts)
         if self.add_missing:
@@ -428,12 +322,12 @@ class AnnotationFeedback(FeedbackModel):
         mentions = find_mentions(sent)
         toks = tokens(sent)
         tok_index = {t[0]: k for k, t in enumerate(toks)}
-        named_present = any(m.head in present and not _negated(toks, m.first_token) for m in mentions)
+        named_present = any(m.head in present and not negated(toks, m.first_token) for m in mentions)
         findings: list[Finding] = []
         edits: list[tuple[int, int, str, Finding]] = []  # (start, end, replacement or "\0remove", finding)
         drop = False
         for m in mentions:
-            neg = _negated(toks, m.first_token)
+            neg = negated(toks, m.first_token)
             if neg:
                 if m.head in present:
                     findings.append(Finding("object", m.text, m.head, None, 3,
@@ -507,12 +401,12 @@ class AnnotationFeedback(FeedbackModel):
         cands = self.candidates(ann)
         if not cands:
             raise FeedbackError("no absent object to inject")
-        sentences = split_sentences(text)
+        sentences = split_at_breaks(text)
         injected: list[Finding] = []
         used: set[str] = set()
         for _ in range(n):
             mentions = [(si, m) for si, s in enumerate(sentences) for m in find_mentions(s)
-                        if m.head in ann.present() and not _negated(tokens(s), m.first_token)]
+                        if m.head in ann.present() and not negated(tokens(s), m.first_token)]
             strategies = ["add", "add", "substitute"] + (["count"] if ann.counts_known and mentions else [])
             kind = rng.choice(strategies) if mentions else "add"
             top = [c for c in cands[:3] if c[0] not in used] or [c for c in cands if c[0] not in used]
@@ -564,7 +458,7 @@ class AnnotationFeedback(FeedbackModel):
             if len(out) >= n:
                 break
         # sentence-order variant: the same sentences, the first one last
-        c, r = split_sentences(chosen), split_sentences(rejected)
+        c, r = split_at_breaks(chosen), split_at_breaks(rejected)
         if len(out) < n and len(c) > 1 and len(r) > 1:
             pair = (" ".join(c[1:] + c[:1]), " ".join(r[1:] + r[:1]))
             if pair not in seen:
@@ -573,8 +467,6 @@ class AnnotationFeedback(FeedbackModel):
 
 
 def _coco_heads() -> list[str]:
-    from metrics.chair_words import synonyms
-
     _, inverse = synonyms()
     return sorted(set(inverse.values()))
 
@@ -593,8 +485,6 @@ class VisionChatClient:
                  temperature: float = 0.0, max_tokens: int = 1500, timeout: float = 120.0, max_retries: int = 5,
                  min_interval: float = 0.0, backoff: float = 1.0, max_sleep: float = 60.0,
                  cache_dir: str | Path | None = None):
-        from bench.judges import ReplyCache
-
         self.model, self.temperature, self.max_tokens = model, temperature, max_tokens
         self.base_url = (base_url or os.environ.get("BENCH_FEEDBACK_BASE_URL") or os.environ.get("BENCH_JUDGE_BASE_URL")
                          or DEFAULT_BASE_URL).rstrip("/")
@@ -719,7 +609,7 @@ class OpenAIFeedback(FeedbackModel):
         self.question = question or "Describe this image in detail."
 
     def review(self, ann: ImageAnnotations, text: str) -> Review:
-        sents = split_sentences(text)
+        sents = split_at_breaks(text)
         if not sents:
             raise FeedbackError("empty response")
         numbered = "\n".join(f"{i + 1}. {s}" for i, s in enumerate(sents))

@@ -8,6 +8,8 @@ name or a path. Two fingerprints are built here:
   projector of every stage (sha256 of the files that are loaded), the dtype, the device class
   (``cpu`` / ``cuda``: kernels differ), the backend (attention implementation and the engine's decode
   version). It keys predictions (``bench/eval/engine.py``) and the method-data generation caches.
+  A model loaded in memory (no folder) is identified by :func:`state_fingerprint` (its tensors' bytes), an
+  API-served one by :func:`api_fingerprint` (served name, base URL, request format: there are no weights).
 * :func:`file_sha256` — the sha256 of one file, remembered by (resolved path, size, mtime) in
   ``<cache dir>/sha256.jsonl`` so a 14 GB checkpoint or 500 benchmark images are hashed once, not every
   run. The remembered value is used only while size and mtime are unchanged; a file rewritten in place
@@ -138,6 +140,24 @@ def weights_fingerprint(source: dict[str, Any]) -> str:
     if not commit:
         raise ValueError(f"no commit for hub model {source.get('hub')!r}: cannot fingerprint its weights")
     return f"hub:{source['hub']}@{commit}"
+
+
+def state_fingerprint(model: Any) -> str:
+    """Weights of an in-memory ``torch.nn.Module`` by content: sha256[:16] over every parameter and buffer
+    (name, dtype, shape, bytes), sorted by name (``bench.evaluate(model=<loaded model>)``)."""
+    import torch  # on use only: this module also serves data commands that never load torch (start-up time)
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def api_fingerprint(served_name: str, base_url: str | None, request_format: str) -> str:
+    """An API-served model (``openai:<name>``, no weights here): served name, base URL and the request format."""
+    return sha256_text("|".join(["openai-api", request_format, served_name, base_url or ""]))[:16]
 
 
 def adapter_files(adapter: str | os.PathLike | None) -> list[Path]:

@@ -4,7 +4,8 @@ Every JSON file is written to a temporary file in the same directory and renamed
 place, so a reader never sees a half-written file; the result gets the permissions an ordinary
 ``open(path, "w")`` would (0666 minus the user's umask), so shared results folders stay readable. JSONL files are append-only with one
 complete record per line; a torn last line (a killed writer) is detected and dropped by
-:func:`read_jsonl` with ``repair=True``.
+:func:`read_jsonl` with ``repair=True``. :func:`iter_json_array` streams the elements of a top-level JSON
+array too large to load whole (Visual Genome's files).
 """
 
 from __future__ import annotations
@@ -155,3 +156,50 @@ def confined_path(root: str | os.PathLike, relative: str, what: str = "path") ->
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def iter_json_array(path: str | Path, chunk: int = 1 << 20) -> Iterator[Any]:
+    """Stream the elements of a top-level JSON array (VG's multi-GB files) without loading it whole."""
+    dec = json.JSONDecoder()
+    with open(path, "r", encoding="utf-8") as fh:
+        buf = fh.read(chunk)
+        pos = 0
+        while pos < len(buf) and buf[pos].isspace():
+            pos += 1
+        if not buf[pos:pos + 1] == "[":
+            raise BenchError(f"{path}: not a JSON array")
+        pos += 1
+        eof = False
+        while True:
+            while True:  # skip separators
+                while pos < len(buf) and buf[pos] in " \t\r\n,":
+                    pos += 1
+                if pos < len(buf) or eof:
+                    break
+                more = fh.read(chunk)
+                eof = not more
+                buf, pos = buf[pos:] + more, 0
+            if pos < len(buf) and buf[pos] == "]":
+                return
+            if pos >= len(buf) and eof:
+                raise BenchError(f"{path}: truncated JSON array")
+            try:
+                obj, end = dec.raw_decode(buf, pos)
+            except json.JSONDecodeError:
+                if eof:
+                    raise BenchError(f"{path}: malformed JSON array element") from None
+                more = fh.read(chunk)
+                eof = not more
+                buf, pos = buf[pos:] + more, 0
+                continue
+            cut_number = (isinstance(obj, (int, float)) and not isinstance(obj, bool) and end < len(buf)
+                          and buf[end] not in " \t\r\n,]")
+            if not eof and (not buf[end:].strip() or cut_number):  # the element may continue in the next chunk
+                more = fh.read(chunk)
+                eof = not more
+                buf, pos = buf[pos:] + more, 0
+                continue
+            yield obj
+            pos = end
+            if pos > chunk:
+                buf, pos = buf[pos:], 0

@@ -1,6 +1,6 @@
 """Judges (registry ``bench.judges``): text in, text out, every reply cached on disk.
 
-A judge is a callable ``judge(prompt, attempt=0) -> reply``. Two entries:
+A judge is a callable ``judge(prompt, attempt=0) -> reply``. The entries:
 
 * ``openai`` — an OpenAI-compatible chat-completions client (``POST {base_url}/chat/completions``:
   OpenAI itself, Azure-style gateways, vLLM, llama.cpp server …) over the shared transport
@@ -17,17 +17,14 @@ A judge is a callable ``judge(prompt, attempt=0) -> reply``. Two entries:
   once; a minimum interval between requests (a simple rate limit). The key is read from the environment
   at request time, is never stored on the object, and is redacted from every message built from a
   server reply; it never reaches logs, records, exceptions or caches.
-* ``annotation`` — offline and deterministic. It reads the region descriptions, the facts and the
-  numbered sentences back out of the SHR judge prompt (:func:`metrics.shr.parse_prompt`) and labels each
-  sentence from its COCO-object mentions (:func:`bench.feedback.find_mentions`: the CHAIR synonym list,
-  plural forms, multi-word names): *hallucination* if it asserts an object absent from every region
-  phrase and fact (or negates one that is present: "no dog" when a dog is annotated), *correct* if it
-  names objects and all of them agree with the annotations, *cannot judge* if it names no COCO object.
-  It answers in the GPT judge's ``Judgement:`` text format so the same parser scores it. It sees object
-  hallucination only (no attributes, counts, relations, or objects outside the 80 COCO classes), so it is
-  a **different metric** from GPT-4 SHR: protocol ``shr-annotation``, never mixed with ``shr``.
+* ``annotation``, ``mmhal-annotation``, ``llava-bench-annotation`` — offline, deterministic judges that read
+  their inputs back out of a benchmark's own judge prompt; each is defined beside that prompt
+  (:class:`metrics.shr.AnnotationJudge`, :class:`metrics.mmhal.MMHalAnnotationJudge`,
+  :class:`metrics.llava_bench.LlavaBenchAnnotationJudge`) on the bases here (:class:`CachedJudge`,
+  :class:`OfflineJudge`) and registered when its protocol's module is imported. They see COCO-object
+  mentions only (:mod:`bench.text`), so their protocols are **different metrics** from the GPT-4 ones.
 
-Cache (:class:`ReplyCache`): append-only JSONL (``bench.io.append_jsonl``) of
+Cache (:class:`bench.openai_client.ReplyCache`): append-only JSONL (``bench.io.append_jsonl``) of
 ``{"judge", "prompt_sha256", "attempt", "reply", ...meta}`` keyed by (judge id, sha256 of the prompt,
 attempt). The judge id names the model and every setting that changes replies
 (``openai:gpt-4:t0.7:m800:<hash of extra fields>``); the base URL and the key are not part of it. The
@@ -48,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.io import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
-from bench.openai_client import (DEFAULT_BASE_URL, ChatClient, chat_body, normalise_base_url,  # noqa: F401
+from bench.io import sha256_text
+from bench.openai_client import (DEFAULT_BASE_URL, ChatClient, ReplyCache, chat_body, normalise_base_url,  # noqa: F401
                                  redact)  # (redact re-exported)
 from bench.registry import JUDGES
 
@@ -63,52 +60,6 @@ class JudgeError(BenchError):
 
 def _sleep(seconds: float) -> None:  # indirection so tests can record the waits
     time.sleep(seconds)
-
-
-# ------------------------------------------------------------------------------------------- cache
-class ReplyCache:
-    """Append-only JSONL reply cache keyed by (judge id, sha256(prompt), attempt)."""
-
-    def __init__(self, path: str | os.PathLike | None):
-        self.path = Path(path) if path is not None else None
-        self.records: dict[tuple[str, str, int], dict] = {}
-        self.hits = self.misses = 0
-        if self.path is not None and self.path.exists():
-            for _, rec in iter_jsonl(self.path, repair=True):
-                try:
-                    key = (str(rec["judge"]), str(rec["prompt_sha256"]), int(rec.get("attempt", 0)))
-                except (KeyError, TypeError, ValueError):
-                    continue  # a foreign line is not ours to interpret
-                if isinstance(rec.get("reply"), str):
-                    self.records.setdefault(key, rec)  # first reply wins (what the first run used)
-            truncate_torn_tail(self.path)
-
-    @property
-    def replies(self) -> dict[tuple[str, str], str]:
-        """First-attempt replies by (judge id, prompt sha256) (read-only view)."""
-        return {(j, s): r["reply"] for (j, s, a), r in self.records.items() if a == 0}
-
-    def lookup(self, judge_id: str, prompt: str, attempt: int = 0) -> dict | None:
-        rec = self.records.get((judge_id, sha256_text(prompt), attempt))
-        if rec is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return rec
-
-    def get(self, judge_id: str, prompt: str, attempt: int = 0) -> str | None:
-        rec = self.lookup(judge_id, prompt, attempt)
-        return None if rec is None else rec["reply"]
-
-    def put(self, judge_id: str, prompt: str, reply: str, attempt: int = 0, **meta: Any) -> dict:
-        rec = {"judge": judge_id, "prompt_sha256": sha256_text(prompt), "attempt": attempt, "reply": reply, **meta}
-        self.records.setdefault((judge_id, rec["prompt_sha256"], attempt), rec)
-        if self.path is not None:
-            append_jsonl(self.path, [rec])
-        return rec
-
-    def __len__(self) -> int:
-        return len(self.records)
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path | None:
@@ -157,6 +108,17 @@ class CachedJudge(abc.ABC):
                 "cache_misses": self.cache.misses,
                 "cache_file": self.cache.path.name if self.cache.path is not None else None,
                 "cache_shared": bool(os.environ.get("BENCH_JUDGE_CACHE"))}
+
+
+class OfflineJudge(CachedJudge):
+    """A deterministic judge with no settings (the annotation-grounded judges of the SHR, MMHal-Bench and
+    LLaVA-Bench protocols, each defined beside the prompt it reads: :mod:`metrics.shr`, :mod:`metrics.mmhal`,
+    :mod:`metrics.llava_bench`)."""
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, **unknown: Any):
+        if unknown:
+            raise JudgeError(f"judge {self.judge_id}: unknown setting(s) {', '.join(sorted(unknown))}")
+        super().__init__(cache_dir)
 
 
 # ------------------------------------------------------------------------------------------- openai
@@ -235,64 +197,7 @@ class OpenAIJudge(CachedJudge):
         return self.reply_with_meta(prompt)[0]
 
 
-# ------------------------------------------------------------------------------------------- annotation
-class AnnotationJudge(CachedJudge):
-    """Offline annotation-grounded SHR judge: COCO-object mentions vs regions + facts (not GPT-4 SHR)."""
-
-    description = "offline annotation-grounded judge: object mentions vs VG regions + facts (not GPT-4 SHR)"
-    version = "2"
-    judge_id = "annotation:coco-objects:v2"
-
-    def __init__(self, cache_dir: str | os.PathLike | None = None, **unknown: Any):
-        if unknown:
-            raise JudgeError(f"judge annotation: unknown setting(s) {', '.join(sorted(unknown))}")
-        super().__init__(cache_dir)
-
-    @staticmethod
-    def mentions(text: str) -> tuple[set[str], set[str]]:
-        """(asserted, negated) COCO object heads of ``text``: a mention is negated when one of the three
-        words before it is a negation ("no", "not", "without", …)."""
-        from bench.feedback import NEGATIONS, find_mentions, tokens
-
-        toks = tokens(text)
-        asserted, negated = set(), set()
-        for m in find_mentions(text):
-            before = toks[max(0, m.first_token - 3):m.first_token]
-            (negated if any(t[2].lower() in NEGATIONS for t in before) else asserted).add(m.head)
-        return asserted, negated
-
-    def verdict(self, sentence: str, known: set[str]) -> str:
-        asserted, negated = self.mentions(sentence)
-        absent = sorted(asserted - known)
-        denied = sorted(negated & known)
-        if absent or denied:
-            why = []
-            if absent:
-                why.append(f"{', '.join(absent)} not in the region descriptions or facts")
-            if denied:
-                why.append(f"{', '.join(denied)} is annotated but the sentence denies it")
-            return "hallucination: " + "; ".join(why) + "."
-        if asserted or negated:
-            return f"correct: {', '.join(sorted(asserted | negated))} consistent with the annotations."
-        return "cannot judge: the sentence names no COCO object class."
-
-    def reply(self, prompt: str) -> str:
-        from metrics.shr import parse_prompt
-
-        parsed = parse_prompt(prompt)
-        if parsed is None:
-            return "The prompt is not an SHR judge prompt; no Judgement possible."
-        regions, facts, sentences = parsed
-        known: set[str] = set()
-        for line in (regions + "\n" + facts).split("\n"):
-            known |= self.mentions(line.split("]: ", 1)[-1])[0]
-        lines = ["Judgement:"]
-        lines += [f"{i}. {self.verdict(s, known)}" for i, s in enumerate(sentences, start=1)]
-        return "\n".join(lines)
-
-
 JUDGES.add("openai", OpenAIJudge)
-JUDGES.add("annotation", AnnotationJudge)
 
 
 def make_judge(spec: str, cache_dir: str | os.PathLike | None = None, **settings: Any) -> CachedJudge:

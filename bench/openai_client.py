@@ -21,6 +21,10 @@ Robustness (:meth:`ChatClient.complete`):
   ``sk-…``) from every message built from a server reply, so it never reaches logs, records, exceptions
   or caches.
 
+:class:`ReplyCache` is the reply cache of every client and judge: append-only JSONL of ``{"judge",
+"prompt_sha256", "attempt", "reply", ...meta}`` keyed by (client or judge id, sha256 of the request text,
+attempt); the first reply stored for a key wins, and a torn last line (killed writer) is dropped on load.
+
 :func:`check_reachable` is the preflight: one GET of ``{base_url}/models``; any HTTP answer (even 401 or
 404) means the server is there, a refused connection, unknown host or timeout is one line of error.
 
@@ -51,6 +55,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from bench.errors import BenchError
+from bench.io import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
 
 log = logging.getLogger("bench.openai_client")
 
@@ -255,3 +260,49 @@ class ChatClient:
 def chat_body(model: str, messages: list[dict], temperature: float, max_tokens: int, **extra: Any) -> dict:
     """The request body (``extra`` fields last, so callers may add ``top_p``, ``stop``, ``seed`` …)."""
     return {"model": model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens, **extra}
+
+
+# ------------------------------------------------------------------------------------------- reply cache
+class ReplyCache:
+    """Append-only JSONL reply cache keyed by (judge id, sha256(prompt), attempt)."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path is not None else None
+        self.records: dict[tuple[str, str, int], dict] = {}
+        self.hits = self.misses = 0
+        if self.path is not None and self.path.exists():
+            for _, rec in iter_jsonl(self.path, repair=True):
+                try:
+                    key = (str(rec["judge"]), str(rec["prompt_sha256"]), int(rec.get("attempt", 0)))
+                except (KeyError, TypeError, ValueError):
+                    continue  # a foreign line is not ours to interpret
+                if isinstance(rec.get("reply"), str):
+                    self.records.setdefault(key, rec)  # first reply wins (what the first run used)
+            truncate_torn_tail(self.path)
+
+    @property
+    def replies(self) -> dict[tuple[str, str], str]:
+        """First-attempt replies by (judge id, prompt sha256) (read-only view)."""
+        return {(j, s): r["reply"] for (j, s, a), r in self.records.items() if a == 0}
+
+    def lookup(self, judge_id: str, prompt: str, attempt: int = 0) -> dict | None:
+        rec = self.records.get((judge_id, sha256_text(prompt), attempt))
+        if rec is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return rec
+
+    def get(self, judge_id: str, prompt: str, attempt: int = 0) -> str | None:
+        rec = self.lookup(judge_id, prompt, attempt)
+        return None if rec is None else rec["reply"]
+
+    def put(self, judge_id: str, prompt: str, reply: str, attempt: int = 0, **meta: Any) -> dict:
+        rec = {"judge": judge_id, "prompt_sha256": sha256_text(prompt), "attempt": attempt, "reply": reply, **meta}
+        self.records.setdefault((judge_id, rec["prompt_sha256"], attempt), rec)
+        if self.path is not None:
+            append_jsonl(self.path, [rec])
+        return rec
+
+    def __len__(self) -> int:
+        return len(self.records)

@@ -11,6 +11,9 @@ model, data and settings when TRL is installed.
 ``perf eval`` times the evaluation engine on a POPE-shaped workload (images × questions) and a
 caption workload (images × forced ``--caption-tokens`` new tokens) against HF ``generate`` at
 batch 1, and reports the vision/prefix/decode split.
+
+Imports inside the command functions are deliberate: CLI start-up time
+(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 
 from bench.io import atomic_write_json
+from bench.runtime import resolve_device
 
 
 def _shape_config(shape: str):
@@ -87,7 +91,7 @@ def perf_train(args) -> dict:
     from bench.train.loop import add_lora, train_stage
     from methods.dpo import DpoConfig, DpoMethod
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     cfg = _shape_config(args.shape)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     torch.manual_seed(0)
@@ -138,7 +142,7 @@ def perf_eval(args) -> dict:
     from bench.eval.engine import generate_batch, generate_with_prefix
     from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     cfg = _shape_config(args.shape)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     torch.manual_seed(0)

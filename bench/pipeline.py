@@ -12,18 +12,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
+from bench import preflight
+from bench.benchmark import select_items
 from bench.config import config_hash, merge, to_dict
+from bench.data.method_data import build_method_data
 from bench.errors import BenchError
+from bench.eval.api import run_benchmark_api
+from bench.eval.engine import merge_shards, run_benchmark
+from bench.fingerprint import digest_of, image_sha256, model_fingerprint
 from bench.io import atomic_write_json
+from bench.leaderboard.write import write_leaderboards
 from bench.models.api import ApiConfig, is_api_model, open_api_model, training_refused
+from bench.models.loading import load_for_eval, make_preprocessor, model_entry
+from bench.plugins import load_plugins
+from bench.predictions import read_predictions
 from bench.records import file_hashes, new_record, score_integrity, update_record
 from bench.registry import BENCHMARKS, METHODS
-from bench.train.distributed import is_main_process
+from bench.runtime import DTYPES, distributed_rank, is_main_process, resolve_device, resolve_dtype
 from bench.samples import samples_path, write_samples
+from bench.train.config import TrainConfig
+from bench.train.loop import check_checkpoint_identity, run_identity, train
 
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -74,45 +85,6 @@ class RunConfig:
     method: dict[str, dict] = field(default_factory=dict)
 
 
-def load_plugins() -> None:
-    """Import in-tree registrations (methods, metrics, models)."""
-    import bench.models  # noqa: F401
-    import bench.models.loading  # noqa: F401
-    import methods  # noqa: F401
-    import metrics  # noqa: F401
-    try:
-        import bench.judges  # noqa: F401
-    except ModuleNotFoundError:
-        pass
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; an unavailable device is a one-line error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = str(device).partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
-        raise BenchError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise BenchError(f"--device {device}: CUDA is not available here (torch {torch.__version__});"
-                             " use --device cpu or --device auto")
-        if index and int(index) >= torch.cuda.device_count():
-            raise BenchError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BenchError(f"--device {device}: MPS is not available here; use --device cpu")
-    return device
-
-
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """``auto`` → bfloat16 on CUDA, float32 elsewhere (CPU half precision is slow and changes outputs)."""
-    if name == "auto":
-        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    if name not in DTYPES:
-        raise BenchError(f"--dtype {name!r}: expected auto, {', '.join(DTYPES)}")
-    return DTYPES[name]
-
-
 def resolve_methods(names: list[str]) -> list[str]:
     if names == ["all"] or names == "all":
         return METHODS.names()
@@ -139,8 +111,6 @@ def resolve_benchmarks(names: list[str], entry: Any) -> list[str]:
 def train_config_fields(cfg: Any) -> list[str]:
     """Names of the TrainConfig fields of a method config (``train`` for one-stage methods, ``stage1`` and
     ``stage2`` for POVID, …): settings such as ``--max-steps`` apply to every one of them."""
-    from bench.train.config import TrainConfig
-
     return [f for f in vars(cfg) if isinstance(getattr(cfg, f), TrainConfig)]
 
 
@@ -169,9 +139,6 @@ def data_root_for(entry: Any, override: str | None) -> Path:
 def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_dir: Path, data: str | None,
                  data_root: Path, seed: int, device: str, resume: bool = False, progress: bool = True,
                  force: bool = False) -> dict:
-    from bench.models.loading import make_preprocessor
-    from bench.train.loop import check_checkpoint_identity, run_identity, train
-
     if getattr(entry, "api_served", False):
         raise BenchError(training_refused(entry.spec))
     method, mcfg = method_config(method_name, entry, mcfg_overrides)
@@ -179,8 +146,6 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
     if data:
         data_path = Path(data)
     elif getattr(entry, "pipeline_source", None) and method.data_pipeline:
-        from bench.data.method_data import build_method_data
-
         data_path, data_build = build_method_data(method.data_pipeline, entry, data_root,
                                                   out_dir.parent / "_data" / method.data_pipeline, seed, device)
     else:
@@ -220,18 +185,12 @@ def train_method(method_name: str, entry: Any, mcfg_overrides: dict | None, out_
 
 def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, benchmarks: list[str], out_dir: Path,
                     data_root: Path, seed: int, device: str, ecfg: EvalConfig, progress: bool = True) -> dict:
-    from bench.eval.engine import run_benchmark
-    from bench.fingerprint import model_fingerprint
-    from bench.models.loading import load_for_eval
-
     rank, world = distributed_rank()
     if world > 1 and device.startswith("cuda"):
         device = f"cuda:{rank % torch.cuda.device_count()}"
     torch.manual_seed(seed)
     generate = run_benchmark
     if is_api_model(entry_name):  # an endpoint, not weights: HTTP requests instead of a forward (bench.eval.api)
-        from bench.eval.api import run_benchmark_api
-
         model, pre, generate = open_api_model(entry_name, ecfg.api, adapter), None, run_benchmark_api
         entry, fp = model, model.fingerprint()
         fp_parts = {"api": True, "dtype": "n/a (served)"}
@@ -257,8 +216,6 @@ def eval_benchmarks(model: Any, pre: Any, benchmarks: list[str], out_dir: Path, 
     """Each benchmark: generate what is missing (``generate`` = the engine's ``run_benchmark`` unless given),
     score the stored predictions, record both in ``out_dir/run.json`` (plus ``extra_record()``, called after each
     benchmark). Returns {benchmark: score dict}."""
-    from bench.eval.engine import merge_shards, run_benchmark
-
     generate = generate or run_benchmark
     run_path = out_dir / "run.json"
     results = {}
@@ -289,24 +246,8 @@ def eval_benchmarks(model: Any, pre: Any, benchmarks: list[str], out_dir: Path, 
     return results
 
 
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) under ``accelerate launch``/torchrun; initialises the process group."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def _gather_stats(stats: dict) -> dict:
     """Barrier + merge per-rank generation statistics (rank 0 gets the union)."""
-    import torch.distributed as dist
-
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, stats)
     merged = {"items": 0, "cached": 0, "generated": 0, "skipped": {}, "wall_s": 0.0, "timings_s": {}}
@@ -329,10 +270,6 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
     selection, the image-content digest of the scored items and an ``integrity`` hash of its own content, which
     the leaderboard checks (a hand-edited or relabelled score file is refused).
     """
-    from bench.benchmark import select_items
-    from bench.fingerprint import digest_of, image_sha256
-    from bench.predictions import read_predictions
-
     if not pred_path.exists():
         raise BenchError(f"{pred_path}: no predictions file to score (generate it with `python -m bench eval`)")
     by_id, _ = read_predictions(pred_path)
@@ -359,8 +296,6 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
 
 
 def write_leaderboard(out: Path) -> dict:
-    from bench.leaderboard import write_leaderboards
-
     return write_leaderboards(out)
 
 
@@ -388,9 +323,6 @@ def check_method_overrides(overrides: dict[str, Any], methods: list[str], entry:
 
 
 def run(cfg: RunConfig, progress: bool = True, resume: bool = True, force: bool = False) -> dict:
-    from bench import preflight
-    from bench.models.loading import model_entry
-
     load_plugins()
     entry = model_entry(cfg.model)
     device = resolve_device(cfg.device)

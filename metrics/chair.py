@@ -78,7 +78,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from bench import nltk_data
+from bench import nltk_data, paths
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
 from bench.errors import BenchError, DataError
 from bench.io import iter_jsonl, read_json
@@ -396,9 +396,7 @@ class ChairProtocol(Benchmark):
 
 
 def _user_cache_dir() -> Path:
-    from bench.paths import cache_dir
-
-    return cache_dir() / "chair"
+    return paths.cache_dir() / "chair"
 
 
 # The declarations: one row per protocol (name, description, generation, params over ChairProtocol's).

@@ -29,7 +29,8 @@ from typing import Any, Mapping, Sequence
 
 from bench.errors import DataError
 from bench.io import atomic_write_json, read_json, sha256_file, sha256_text
-from metrics.chair_words import SYNONYMS_FILE, Vocabulary, caption_to_words, ensure_nltk, flavour_name, vocabulary
+from bench.vocab import SYNONYMS_FILE
+from metrics.chair_words import Vocabulary, caption_to_words, ensure_nltk, flavour_name, vocabulary
 
 GT_CACHE_FORMAT = "bench.chair.gt/1"
 # bump when the word processing changes in a way that changes GT sets (invalidates every GT cache)

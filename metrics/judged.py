@@ -4,7 +4,7 @@ One prompt per benchmark item, one reply per prompt (neither reference re-asks o
 only on transport errors, which :class:`bench.judges.OpenAIJudge` does itself). Replies come from, in
 order: the protocol's stored replies (``judge/<protocol>.jsonl`` beside the predictions, records
 ``{"id", "judge", "prompt_sha256", "attempt": 0, "reply", "model"}``), then the judge through its reply
-cache (:class:`bench.judges.ReplyCache`, keyed by judge id + prompt sha256 + attempt). A stored reply is
+cache (:class:`bench.openai_client.ReplyCache`, keyed by judge id + prompt sha256 + attempt). A stored reply is
 used only for the same judge id and the same prompt, so changing the judge model, its settings or the
 prompt never reuses an old verdict. ``model`` is the model the endpoint says served the reply (OpenAI's
 ``model`` field, from the judge cache); the score file counts them so a silently substituted judge

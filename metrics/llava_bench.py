@@ -41,8 +41,9 @@ Deliberate deviations (each visible in the score file):
 
 Protocols: ``llava-bench`` — the GPT-4 judge above (a different judge model is a different protocol;
 ``gpt-4-0314`` is what the reference hard-codes). ``llava-bench-annotation`` — the same procedure with
-the offline annotation-grounded judge ``llava-bench-annotation`` (:mod:`bench.judges`), which scores both
-answers from COCO-object claims against the context: a **different metric**, never mixed with GPT-4's.
+the offline annotation-grounded judge ``llava-bench-annotation`` (:class:`LlavaBenchAnnotationJudge`,
+defined here), which scores both answers from COCO-object claims against the context: a **different
+metric**, never mixed with GPT-4's.
 
 Data layout under ``<root>/llava-bench/``: ``questions.jsonl`` (``{"question_id", "image", "text",
 "category"}``), ``context.jsonl`` (``{"image", "caption"}``), ``answers_gpt4.jsonl`` (``{"question_id",
@@ -59,12 +60,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-import bench.annotation_judges  # noqa: F401  (registers the offline judges of these protocols)
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
+from bench.data.synthetic_judged import ensure_judged
 from bench.errors import DataError
 from bench.io import iter_jsonl, sha256_file
-from bench.registry import BENCHMARKS
+from bench.judges import OfflineJudge
+from bench.registry import BENCHMARKS, JUDGES
 from bench.stats import bootstrap_ci
+from bench.text import object_mentions
 from metrics.judged import judge_items, missing_judge
 
 RULE_FILE = Path(__file__).resolve().parent / "data" / "llava_bench_rule.json"
@@ -115,6 +118,45 @@ def parse_prompt(prompt: str, role: str = "Assistant") -> tuple[str, str, str, s
             return None
         parts.append(head)
     return parts[0], parts[1], parts[2], parts[3]
+
+
+# ------------------------------------------------------------------------------------------ offline judge
+class LlavaBenchAnnotationJudge(OfflineJudge):
+    """Offline LLaVA-Bench reviewer: both answers' COCO-object claims vs the context.
+
+    Offline LLaVA-Bench reviewer (registry ``bench.judges``, protocol ``llava-bench-annotation``); it reads its
+    inputs back out of :func:`build_prompt`'s prompt (:func:`parse_prompt`).
+
+    present = objects asserted in the context (:func:`bench.text.object_mentions`). Each answer gets
+    ``clip(1 + round(9 · coverage) − 3 · errors, 1, 10)`` with coverage = share of the present objects it
+    asserts and errors = objects it asserts that are absent + present objects it negates. Reply: ``"s1 s2"``
+    on the first line (reference answer, model answer), then an explanation — the reference's format.
+    """
+
+    description = "offline LLaVA-Bench reviewer: COCO-object claims of both answers vs the context"
+    version = "1"
+    judge_id = "llava-bench-annotation:coco-objects:v1"
+
+    @staticmethod
+    def grade(present: set[str], answer: str) -> tuple[int, str]:
+        asserted, negated = object_mentions(answer)
+        errors = sorted(asserted - present) + sorted(negated & present)
+        coverage = len(asserted & present) / len(present) if present else (0.0 if errors else 1.0)
+        score = max(1, min(10, 1 + round(9 * coverage) - 3 * len(errors)))
+        why = f"covers {len(asserted & present)} of {len(present)} objects"
+        return score, why + (f", wrong about {', '.join(errors)}" if errors else ", no wrong object")
+
+    def reply(self, prompt: str) -> str:
+        parsed = parse_prompt(prompt)
+        if parsed is None:
+            return "The prompt is not a LLaVA-Bench review prompt."
+        context, _question, first, second = parsed
+        present = object_mentions(context)[0]
+        (s1, w1), (s2, w2) = self.grade(present, first), self.grade(present, second)
+        return f"{s1} {s2}\nAssistant 1 {w1}; Assistant 2 {w2}."
+
+
+JUDGES.add("llava-bench-annotation", LlavaBenchAnnotationJudge)
 
 
 # ------------------------------------------------------------------------------------------ scores
@@ -364,8 +406,6 @@ class LlavaBenchAnnotationProtocol(LlavaBenchProtocol):
 
     def questions(self, data_root: Path) -> list[dict]:
         # a synthetic world prepared before these files existed gets them now (deterministic, seconds)
-        from bench.data.synthetic_judged import ensure_judged
-
         ensure_judged(data_root)
         return super().questions(data_root)
 

@@ -45,9 +45,10 @@ Deliberate deviations (each visible in the score file):
 
 Protocols: ``mmhal`` — the GPT-4 judge above (needs ``$OPENAI_API_KEY`` or another OpenAI-compatible
 endpoint; a different judge model is a different protocol). ``mmhal-annotation`` — the same procedure
-with the offline annotation-grounded judge ``mmhal-annotation`` (:mod:`bench.judges`): it reads the image
-contents, standard answer and response back out of the prompt and rates COCO-object claims and answer
-coverage only, so it is a **different metric**, never in a column with ``mmhal``.
+with the offline annotation-grounded judge ``mmhal-annotation`` (:class:`MMHalAnnotationJudge`, defined
+here): it reads the image contents, standard answer and response back out of the prompt and rates
+COCO-object claims and answer coverage only, so it is a **different metric**, never in a column with
+``mmhal``.
 
 Data layout: ``<root>/mmhal/response_template.json`` (the answer template: a JSON list of
 ``{"question_type", "question_topic", "image_id", "image_src", "image_content": [str], "question",
@@ -59,18 +60,21 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-import bench.annotation_judges  # noqa: F401  (registers the offline judges of these protocols)
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
+from bench.data.synthetic_judged import ensure_judged
 from bench.errors import DataError
 from bench.io import read_json, sha256_text
-from bench.registry import BENCHMARKS
+from bench.judges import OfflineJudge
+from bench.registry import BENCHMARKS, JUDGES
 from bench.stats import bootstrap_ci
+from bench.text import object_mentions
 from metrics.judged import judge_items, missing_judge
 
 TEMPLATE_FILE = Path(__file__).resolve().parent / "data" / "mmhal_judge_prompt_template.txt"
@@ -113,6 +117,86 @@ def parse_prompt(prompt: str) -> tuple[str, str, str, str] | None:
     if not (ok1 and ok2 and ok3):
         return None
     return contents, question, gt, response
+
+
+# ------------------------------------------------------------------------------------------ offline judge
+COLOURS = frozenset({"red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown", "white", "black",
+                     "gray", "grey", "tan", "beige", "silver", "gold"})
+POSITIONS = frozenset({"left", "right", "above", "below", "top", "bottom"})
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                                                 "nine", "ten", "eleven", "twelve"])}
+
+
+def _words(text: str) -> list[str]:
+    return [NUMBER_WORDS.get(w, w) for w in re.findall(r"[a-z]+|\d+", text.lower())]
+
+
+STOPWORDS = frozenset({"there", "these", "those", "this", "that", "with", "image", "picture", "photo", "from",
+                       "have", "were", "they", "what", "which", "where", "into", "onto", "some", "about"})
+
+
+def _key_words(text: str) -> set[str]:
+    return {w for w in _words(text) if w in COLOURS or w in POSITIONS or w.isdigit()}
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _words(text) if len(w) > 3 and w not in STOPWORDS}
+
+
+class MMHalAnnotationJudge(OfflineJudge):
+    """Offline MMHal-Bench judge: object claims vs image contents + coverage of the standard answer.
+
+    Offline MMHal-Bench judge (registry ``bench.judges``, protocol ``mmhal-annotation``); it reads its inputs
+    back out of :func:`build_prompt`'s prompt (:func:`parse_prompt`).
+
+    present = objects named in the image contents (:func:`bench.text.object_mentions`). The response
+    *hallucinates* when it asserts an object not present or negates one that is. Coverage c = share of the
+    standard answer's key terms the response matches: objects the answer asserts (asserted by the response
+    too), objects it negates (negated by the response too), and its colour, number (digits and number words up
+    to twelve) and position words (left, right, above, below, top, bottom); an answer with none of those is
+    matched on its content words (longer than three letters, a few stopwords removed). Rating: without
+    hallucination 3 + min(3, ⌊3c⌋) (3 … 6), with hallucination min(2, ⌊3c⌋) (0 … 2) — the reference scale's
+    "informative" steps read as coverage thirds. Reply: an explanation line, then ``Rating: N``.
+    """
+
+    description = "offline MMHal-Bench judge: COCO-object claims vs image contents, coverage of the standard answer"
+    version = "1"
+    judge_id = "mmhal-annotation:coco-objects:v1"
+
+    @staticmethod
+    def rate(contents: str, gt: str, response: str) -> tuple[int, str]:
+        """(rating 0–6, explanation)."""
+        present = object_mentions(contents)[0]
+        asserted, negated = object_mentions(response)
+        errors = sorted(asserted - present) + sorted(negated & present)
+        gt_asserted, gt_negated = object_mentions(gt)
+        words = _key_words(gt)
+        said = set(_words(response))
+        if not (gt_asserted or gt_negated or words):  # no object / colour / number / position in the answer
+            words = _content_words(gt)
+        total = len(gt_asserted) + len(gt_negated) + len(words)
+        matched = (len(gt_asserted & asserted) + len(gt_negated & negated) + len(words & said))
+        coverage = matched / total if total else 0.0
+        step = min(3, math.floor(3 * coverage + 1e-9))
+        if errors:
+            rating = min(2, step)
+            why = f"The response claims {', '.join(errors)} against the image contents."
+        else:
+            rating = 3 + step
+            why = "The response makes no object claim against the image contents."
+        why += f" It matches {matched} of {total} key terms of the standard answer."
+        return rating, why
+
+    def reply(self, prompt: str) -> str:
+        parsed = parse_prompt(prompt)
+        if parsed is None:
+            return "The prompt is not an MMHal-Bench judge prompt; no rating possible."
+        contents, _question, gt, response = parsed
+        rating, why = self.rate(contents, gt, response)
+        return f"{why}\nRating: {rating}"
+
+
+JUDGES.add("mmhal-annotation", MMHalAnnotationJudge)
 
 
 # ------------------------------------------------------------------------------------------ ratings
@@ -393,8 +477,6 @@ class MMHalAnnotationProtocol(MMHalProtocol):
 
     def questions(self, data_root: Path) -> list[dict]:
         # a synthetic world prepared before these files existed gets them now (deterministic, seconds)
-        from bench.data.synthetic_judged import ensure_judged
-
         ensure_judged(data_root)
         return super().questions(data_root)
 

@@ -43,7 +43,7 @@ Protocols (the judge model is part of each declaration, its fingerprint and its 
 extraction model is another protocol): ``objhal-gpt`` and ``objhal-gpt-nltk`` — both need an API key (or
 another OpenAI-compatible endpoint) and fail before generation without one (the reference's own offline mode
 is the rule-based ``objhal``). ``objhal-gpt-annotation`` — the same procedure with the offline extractor
-``objhal-annotation`` of :mod:`bench.annotation_judges` (the COCO objects the answer asserts, as a JSON list)
+``objhal-annotation`` (:class:`ObjHalAnnotationJudge`, below: the COCO objects the answer asserts, as a JSON list)
 and the NLTK analyser, as MMHal-/LLaVA-Bench have ``-annotation`` protocols: it exercises the GPT path end to
 end on the embedded world, and is a **different metric**, never in a column with ``objhal-gpt``.
 
@@ -69,11 +69,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import bench.annotation_judges  # noqa: F401  (registers the offline extractor of objhal-gpt-annotation)
 from bench import nltk_data
 from bench.errors import BenchError
 from bench.io import append_jsonl, sha256_text, truncate_torn_tail
-from bench.registry import BENCHMARKS
+from bench.judges import OfflineJudge
+from bench.registry import BENCHMARKS, JUDGES
+from bench.text import find_mentions, negated, tokens
 from metrics.judged import build_judge, missing_judge, read_replies
 from metrics.objhal import REFERENCE, ObjHalProtocol, Vocabulary, clean_answer, summarise, vocabulary
 
@@ -105,6 +106,35 @@ def parse_prompt(prompt: str) -> tuple[str, str] | None:
         return None
     question, found, answer = prompt[len(head):len(prompt) - len(tail)].partition(middle)
     return (question, answer) if found else None
+
+
+class ObjHalAnnotationJudge(OfflineJudge):
+    """Offline Object HalBench object extractor, the counterpart of the GPT extractor for the embedded world.
+
+    The examiner's answer is read back out of the extraction prompt (:func:`parse_prompt`); the reply is the
+    JSON list of the COCO objects the answer asserts (head words in order of first mention; a mention with a
+    negation among the three tokens before it is not an object "shown in the image"), in the extractor's
+    reply format. It finds COCO objects only, where GPT names any object, so ``objhal-gpt-annotation`` is a
+    different metric from ``objhal-gpt``.
+    """
+
+    description = "offline Object HalBench object extractor: asserted COCO-object mentions of the answer (JSON list)"
+    version = "1"
+    judge_id = "objhal-annotation:coco-objects:v1"
+
+    def reply(self, prompt: str) -> str:
+        parsed = parse_prompt(prompt)
+        if parsed is None:
+            return "The prompt is not an Object HalBench extraction prompt."
+        toks = tokens(parsed[1])
+        found: list[str] = []
+        for m in find_mentions(parsed[1]):
+            if not negated(toks, m.first_token) and m.head not in found:
+                found.append(m.head)
+        return json.dumps(found)
+
+
+JUDGES.add("objhal-annotation", ObjHalAnnotationJudge)
 
 
 def is_short(answer: str) -> bool:

@@ -58,8 +58,8 @@ network. A stored reply is used only for the same judge id and the same prompt (
 
 Protocols: ``shr`` — GPT-4 judge (``openai:gpt-4``, temperature 0.7, max_tokens 800, top_p 1, stop
 ``###``, HA-DPO's ``logit_bias``), generation "Describe this image in detail.", beam 5, 512 new tokens,
-no sampling (HA-DPO). ``shr-annotation`` — the same procedure with the offline annotation-grounded judge of
-:mod:`bench.judges`; it only sees COCO-object hallucination and is a **different metric**: never put it
+no sampling (HA-DPO). ``shr-annotation`` — the same procedure with the offline annotation-grounded judge
+:class:`AnnotationJudge` (defined here, beside the prompt it reads; registered as judge ``annotation``); it only sees COCO-object hallucination and is a **different metric**: never put it
 in a column with ``shr``.
 
 Data layout under ``<data_root>/shr/`` (JSON Lines, one record per image; written by ``bench data fetch
@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +90,10 @@ import numpy as np
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings
 from bench.errors import BenchError, DataError
 from bench.io import append_jsonl, iter_jsonl, sha256_text, truncate_torn_tail
-from bench.registry import BENCHMARKS
+from bench.judges import CachedJudge, JudgeError, make_judge
+from bench.registry import BENCHMARKS, JUDGES
 from bench.stats import bootstrap_ci
+from bench.text import object_mentions
 
 TEMPLATE_FILE = Path(__file__).resolve().parent / "data" / "shr_judge_prompt_template.txt"
 LABELS = ("hallucination", "correct", "cannot judge")
@@ -126,8 +129,10 @@ def render_facts(facts: Iterable[str]) -> str:
     return "".join(f"{f}\n" for f in facts)
 
 
-def split_sentences(response: str) -> tuple[list[str], bool]:
-    """Sentences sent to the judge (no final period) and whether a repeat was dropped (``get_model_cap``)."""
+def split_at_periods(response: str) -> tuple[list[str], bool]:
+    """Sentences sent to the judge (no final period) and whether a repeat was dropped (``get_model_cap``): the
+    response cut at every ``.`` (only), pieces stripped, a piece already kept or inside a kept one dropped.
+    SHR's own rule; the general ones are :func:`bench.text.split_at_breaks` / :func:`~bench.text.split_at_terminators`."""
     kept: list[str] = []
     repeated = False
     for piece in response.split("."):
@@ -142,7 +147,7 @@ def split_sentences(response: str) -> tuple[list[str], bool]:
 
 def segment(response: str) -> list[str]:
     """Sentences the labels attach to: kept pieces + ``"."`` (``seg_cap``; the "." is appended even after
-    ``!``/``?``). Same pieces as :func:`split_sentences`."""
+    ``!``/``?``). Same pieces as :func:`split_at_periods`."""
     kept: list[str] = []
     for piece in response.split("."):
         s = piece.strip()
@@ -241,7 +246,7 @@ class ShrInput:
 
     @functools.cached_property
     def sentences(self) -> tuple[list[str], bool]:
-        return split_sentences(self.response)
+        return split_at_periods(self.response)
 
     @functools.cached_property
     def prompt(self) -> str:
@@ -461,6 +466,65 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> dict[str, dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------------------- offline judge
+class AnnotationJudge(CachedJudge):
+    """Offline annotation-grounded SHR judge (registry ``bench.judges``, entry ``annotation``; protocol
+    ``shr-annotation``): COCO-object mentions vs regions + facts (not GPT-4 SHR).
+
+    It reads the region descriptions, the facts and the numbered sentences back out of the SHR judge prompt
+    (:func:`parse_prompt`) and labels each sentence from its COCO-object mentions
+    (:func:`bench.text.object_mentions`: the CHAIR synonym list, plural forms, multi-word names):
+    *hallucination* if it asserts an object absent from every region phrase and fact (or negates one that is
+    present: "no dog" when a dog is annotated), *correct* if it names objects and all of them agree with the
+    annotations, *cannot judge* if it names no COCO object. It answers in the GPT judge's ``Judgement:`` text
+    format so the same parser scores it. It sees object hallucination only (no attributes, counts,
+    relations, or objects outside the 80 COCO classes).
+    """
+
+    description = "offline annotation-grounded judge: object mentions vs VG regions + facts (not GPT-4 SHR)"
+    version = "2"
+    judge_id = "annotation:coco-objects:v2"
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, **unknown: Any):
+        if unknown:
+            raise JudgeError(f"judge annotation: unknown setting(s) {', '.join(sorted(unknown))}")
+        super().__init__(cache_dir)
+
+    # (asserted, negated) COCO object heads of a text: a mention is negated when one of the three words before
+    # it is a negation ("no", "not", "without", …)
+    mentions = staticmethod(object_mentions)
+
+    def verdict(self, sentence: str, known: set[str]) -> str:
+        asserted, negated = self.mentions(sentence)
+        absent = sorted(asserted - known)
+        denied = sorted(negated & known)
+        if absent or denied:
+            why = []
+            if absent:
+                why.append(f"{', '.join(absent)} not in the region descriptions or facts")
+            if denied:
+                why.append(f"{', '.join(denied)} is annotated but the sentence denies it")
+            return "hallucination: " + "; ".join(why) + "."
+        if asserted or negated:
+            return f"correct: {', '.join(sorted(asserted | negated))} consistent with the annotations."
+        return "cannot judge: the sentence names no COCO object class."
+
+    def reply(self, prompt: str) -> str:
+        parsed = parse_prompt(prompt)
+        if parsed is None:
+            return "The prompt is not an SHR judge prompt; no Judgement possible."
+        regions, facts, sentences = parsed
+        known: set[str] = set()
+        for line in (regions + "\n" + facts).split("\n"):
+            known |= self.mentions(line.split("]: ", 1)[-1])[0]
+        lines = ["Judgement:"]
+        lines += [f"{i}. {self.verdict(s, known)}" for i, s in enumerate(sentences, start=1)]
+        return "\n".join(lines)
+
+
+JUDGES.add("annotation", AnnotationJudge)
+
+
 class ShrProtocol(Benchmark):
     """SHR (HA-DPO) with the GPT-4 judge: needs an OpenAI-compatible endpoint and its key."""
 
@@ -545,8 +609,6 @@ class ShrProtocol(Benchmark):
 
     # -------------------------------------------------------------- judge
     def make_judge(self, cache_dir: Path | None = None):
-        from bench.judges import make_judge
-
         return make_judge(self.params["judge"], cache_dir=cache_dir, **self.params.get("judge_settings", {}))
 
     @staticmethod

@@ -68,7 +68,7 @@ def test_loaded_model_and_processor_evaluate_like_the_registered_name(tmp_path, 
     import bench
     from bench.errors import BenchError
     from bench.models.loading import model_entry
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
 
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))
     load_plugins()

@@ -120,7 +120,7 @@ def _env(monkeypatch):
 def _n_items(root, images):
     """How many POPE items ``--limit images`` selects (every question about the first ``images`` images)."""
     from bench.benchmark import select_items
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
     from bench.registry import BENCHMARKS
 
     load_plugins()

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench.cli import main
-from bench.data.fetch import Manifest
+from bench.data.download import Manifest
 from bench.io import sha256_file
 from tests.conftest import REPO
 
@@ -101,7 +101,7 @@ def test_build_with_the_tiny_model_writes_hsa_dpo_data_and_a_summary(synthetic_r
 
 
 def test_build_povid_needs_no_model_and_opa_samples_by_default(synthetic_root, tmp_path, monkeypatch):
-    import bench.data.cli as dcli
+    import bench.eval.generate as gen
 
     seen = {}
 
@@ -109,11 +109,11 @@ def test_build_povid_needs_no_model_and_opa_samples_by_default(synthetic_root, t
         seen.update(sample=sample, temperature=temperature)
         return (lambda images, prompts: ["The image shows a dog."] * len(images)), "fake", None
 
-    monkeypatch.setattr(dcli, "model_generate", lambda *a, **k: pytest.fail("POVID loaded a model"))
+    monkeypatch.setattr(gen, "model_generate", lambda *a, **k: pytest.fail("POVID loaded a model"))
     assert main(["data", "build", "povid", "--data-root", str(synthetic_root), "--out", str(tmp_path / "p"),
                  "--limit", "3", "--quiet"]) == 0
     assert len(json.loads((tmp_path / "p" / "povid_preference.json").read_text())) > 0
-    monkeypatch.setattr(dcli, "model_generate", fake_model_generate)
+    monkeypatch.setattr(gen, "model_generate", fake_model_generate)
     assert main(["data", "build", "opa_dpo", "--data-root", str(synthetic_root), "--out", str(tmp_path / "o"),
                  "--limit", "3", "--quiet"]) == 0
     assert seen == {"sample": True, "temperature": 1.0}

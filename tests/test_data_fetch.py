@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.data import catalogue as C
+from bench.data import convert as V
+from bench.data import download as D
 from bench.data import fetch as F
+from bench.io import iter_json_array, sha256_file
 from bench.errors import BenchError, OfflineError
 from tests.conftest import TEST_DATA
 
@@ -87,7 +91,7 @@ def test_cut_connection_resumes_with_a_range_request(server, tmp_path):
     body = _payload()
     _Files.files["/f.bin"] = body
     _Files.cut_once.add("/f.bin")
-    digest = F.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256=_sha(body), retries=2)
+    digest = D.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256=_sha(body), retries=2)
     assert digest == _sha(body) and (tmp_path / "f.bin").read_bytes() == body
     assert _Files.log[0] == ("/f.bin", None)
     assert _Files.log[1] == ("/f.bin", f"bytes={len(body) // 2}-")
@@ -98,26 +102,26 @@ def test_an_interrupted_download_never_leaves_a_file_at_the_final_path_and_a_rer
     body = _payload()
     _Files.files["/f.bin"] = body
     _Files.cut_once.add("/f.bin")
-    with pytest.raises(F.FetchError, match="partial download is kept"):
-        F.download_url(f"{server}/f.bin", tmp_path / "f.bin", retries=0)
+    with pytest.raises(D.FetchError, match="partial download is kept"):
+        D.download_url(f"{server}/f.bin", tmp_path / "f.bin", retries=0)
     assert not (tmp_path / "f.bin").exists()
     assert (tmp_path / "f.bin.part").stat().st_size == len(body) // 2
-    F.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256=_sha(body), retries=0)
+    D.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256=_sha(body), retries=0)
     assert _Files.log[-1] == ("/f.bin", f"bytes={len(body) // 2}-")
     assert (tmp_path / "f.bin").read_bytes() == body and not (tmp_path / "f.bin.part").exists()
 
 
 def test_sha256_mismatch_is_rejected_and_nothing_is_left_in_place(server, tmp_path):
     _Files.files["/f.bin"] = _payload()
-    with pytest.raises(F.FetchError, match="sha256 mismatch"):
-        F.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256="0" * 64)
+    with pytest.raises(D.FetchError, match="sha256 mismatch"):
+        D.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_size_mismatch_is_rejected(server, tmp_path):
     _Files.files["/f.bin"] = _payload(1000)
-    with pytest.raises(F.FetchError, match="size mismatch"):
-        F.download_url(f"{server}/f.bin", tmp_path / "f.bin", size=999)
+    with pytest.raises(D.FetchError, match="size mismatch"):
+        D.download_url(f"{server}/f.bin", tmp_path / "f.bin", size=999)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,27 +130,27 @@ def test_a_server_that_ignores_range_restarts_the_file(server, tmp_path):
     _Files.files["/f.bin"] = body
     _Files.ignore_range.add("/f.bin")
     (tmp_path / "f.bin.part").write_bytes(b"stale bytes from another file")
-    F.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256=_sha(body))
+    D.download_url(f"{server}/f.bin", tmp_path / "f.bin", sha256=_sha(body))
     assert (tmp_path / "f.bin").read_bytes() == body
 
 
 def test_http_404_is_an_error_not_a_missing_file(server, tmp_path):
-    with pytest.raises(F.FetchError, match="HTTP 404"):
-        F.download_url(f"{server}/nope", tmp_path / "x")
+    with pytest.raises(D.FetchError, match="HTTP 404"):
+        D.download_url(f"{server}/nope", tmp_path / "x")
 
 
 def _source(server, name="demo", **kw):
     a, b = _payload(5000, 1), _payload(7000, 2)
     _Files.files.update({"/a.json": a, "/b.json": b})
-    files = [F.UrlFile("demo/a.json", (f"{server}/a.json",), _sha(a), len(a)),
-             F.UrlFile("demo/b.json", (f"{server}/missing-mirror", f"{server}/b.json"))]  # no published digest
-    return {name: F.Source(name, "test source", files, **kw)}, a, b
+    files = [D.UrlFile("demo/a.json", (f"{server}/a.json",), _sha(a), len(a)),
+             D.UrlFile("demo/b.json", (f"{server}/missing-mirror", f"{server}/b.json"))]  # no published digest
+    return {name: C.Source(name, "test source", files, **kw)}, a, b
 
 
 def test_fetch_records_digests_in_the_manifest_and_a_rerun_downloads_nothing(server, tmp_path):
     table, a, b = _source(server)
-    with pytest.raises(F.FetchError, match="HTTP 404"):  # a dead mirror alone is an error ...
-        F.fetch("demo", tmp_path, sources={"demo": F.Source("demo", "", [F.UrlFile("x", (f"{server}/missing",))])},
+    with pytest.raises(D.FetchError, match="HTTP 404"):  # a dead mirror alone is an error ...
+        F.fetch("demo", tmp_path, sources={"demo": C.Source("demo", "", [D.UrlFile("x", (f"{server}/missing",))])},
                 progress=False)
     ctx = F.fetch("demo", tmp_path, sources=table, progress=False)  # ... but the next mirror is tried
     assert ctx.fetched == 2 and not ctx.missing
@@ -168,7 +172,7 @@ def test_a_locally_modified_file_is_fetched_again(server, tmp_path):
 def test_requirements_are_fetched_first_and_post_steps_run_after(server, tmp_path):
     table, _, _ = _source(server, name="base")
     seen = []
-    table["top"] = F.Source("top", "", [], requires=["base"], post=[lambda ctx: seen.append(sorted(
+    table["top"] = C.Source("top", "", [], requires=["base"], post=[lambda ctx: seen.append(sorted(
         p.name for p in (ctx.root / "demo").iterdir()))])
     F.fetch("top", tmp_path, sources=table, progress=False)
     assert seen == [["a.json", "b.json"]]
@@ -191,7 +195,7 @@ def test_an_unreachable_host_is_reported_as_missing_not_as_a_crash(tmp_path, cap
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there: connection refused
-    table = {"demo": F.Source("demo", "", [F.UrlFile("x.bin", (f"http://127.0.0.1:{port}/x.bin",))])}
+    table = {"demo": C.Source("demo", "", [D.UrlFile("x.bin", (f"http://127.0.0.1:{port}/x.bin",))])}
     ctx = F.fetch("demo", tmp_path, sources=table, progress=False)
     assert ctx.missing and ctx.missing[0][0] == "x.bin"
     assert "python -m bench data fetch demo --root" in capsys.readouterr().err
@@ -233,15 +237,15 @@ def test_hub_files_are_staged_checked_and_moved_into_place(tmp_path, monkeypatch
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     rev = "a" * 40
-    good = F.HubFile("org/data", "dir/x.json", "out/x.json", rev, _sha(body))
-    ctx = F.fetch("h", tmp_path, sources={"h": F.Source("h", "", [good])}, progress=False)
+    good = D.HubFile("org/data", "dir/x.json", "out/x.json", rev, _sha(body))
+    ctx = F.fetch("h", tmp_path, sources={"h": C.Source("h", "", [good])}, progress=False)
     assert (tmp_path / "out" / "x.json").read_bytes() == body and calls == [("org/data", "dir/x.json", "dataset", rev)]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["files"]["out/x.json"] == _sha(body)
     assert manifest["sources"]["h"]["hub"]["org/data"] == {"revision": rev, "commit": rev}
-    bad = F.HubFile("org/data", "dir/y.json", "out/y.json", rev, "f" * 64)
-    with pytest.raises(F.FetchError, match="sha256 mismatch"):
-        F.fetch("h2", tmp_path, sources={"h2": F.Source("h2", "", [bad])}, progress=False)
+    bad = D.HubFile("org/data", "dir/y.json", "out/y.json", rev, "f" * 64)
+    with pytest.raises(D.FetchError, match="sha256 mismatch"):
+        F.fetch("h2", tmp_path, sources={"h2": C.Source("h2", "", [bad])}, progress=False)
     assert not (tmp_path / "out" / "y.json").exists() and not (tmp_path / "out" / "y.json.part").exists()
     assert ctx.fetched == 1
 
@@ -252,8 +256,8 @@ def test_zip_members_are_extracted_atomically_and_recorded(tmp_path):
         zf.writestr("annotations/instances_val2014.json", '{"images": []}')
         zf.writestr("annotations/other.json", "{}")
     (tmp_path / "ann.zip").write_bytes(buf.getvalue())
-    ctx = F.FetchContext(tmp_path, "t", F.Manifest(tmp_path), progress=False)
-    F.extract_zip_members("ann.zip", {"annotations/instances_val2014.json": "coco/annotations/instances_val2014.json"})(ctx)
+    ctx = D.FetchContext(tmp_path, "t", D.Manifest(tmp_path), progress=False)
+    D.extract_zip_members("ann.zip", {"annotations/instances_val2014.json": "coco/annotations/instances_val2014.json"})(ctx)
     ctx.manifest.save()
     out = tmp_path / "coco" / "annotations" / "instances_val2014.json"
     assert out.read_text() == '{"images": []}' and not (tmp_path / "coco" / "annotations" / "other.json").exists()
@@ -273,8 +277,8 @@ def test_archive_images_are_flattened_and_nothing_escapes_the_target(tmp_path):
         tf.addfile(link)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "imgs.tar.gz").write_bytes(buf.getvalue())
-    ctx = F.FetchContext(tmp_path / "src", "t", F.Manifest(tmp_path / "src"), progress=False)
-    F.extract_archive_flat("imgs.tar.gz", "out")(ctx)
+    ctx = D.FetchContext(tmp_path / "src", "t", D.Manifest(tmp_path / "src"), progress=False)
+    D.extract_archive_flat("imgs.tar.gz", "out")(ctx)
     out = tmp_path / "src" / "out"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["7.jpg", "evil.jpg"]
     assert (out / "7.jpg").read_bytes() == b"seven" and not (tmp_path / "evil.jpg").exists()
@@ -282,23 +286,23 @@ def test_archive_images_are_flattened_and_nothing_escapes_the_target(tmp_path):
 
 
 def test_pinned_digests_match_the_reference_copies():
-    pope = F.SOURCES["pope"].files[0]
+    pope = C.SOURCES["pope"].files[0]
     ref = TEST_DATA / "shared" / "reference" / "pope" / "coco_pope_random.json"
     assert pope.target == "pope/v3/coco_pope_random.json" and "08d957b917e5a378a2f99d35b6293c536a66298b" in pope.urls[0]
-    assert F.sha256_file(ref) == pope.sha256 and ref.stat().st_size == pope.size
-    opera = F.SOURCES["chair-sets"].files[0]
+    assert sha256_file(ref) == pope.sha256 and ref.stat().st_size == pope.size
+    opera = C.SOURCES["chair-sets"].files[0]
     ref = TEST_DATA / "shared" / "reference" / "chair" / "opera_llava-1.5_greedy_captions.jsonl"
-    assert F.sha256_file(ref) == opera.sha256 and ref.stat().st_size == opera.size
+    assert sha256_file(ref) == opera.sha256 and ref.stat().st_size == opera.size
 
 
 def test_every_source_is_declared_with_targets_and_the_opa_entry_is_manual():
     assert {"coco-val2014", "pope", "vg", "shr", "mhalubench", "nltk", "hadpo-data", "povid-data", "hsa-dpo-data",
-            "opa-dpo-data"} <= set(F.SOURCES)
-    for src in F.SOURCES.values():
+            "opa-dpo-data"} <= set(C.SOURCES)
+    for src in C.SOURCES.values():
         for f in src.files:
             assert not Path(getattr(f, "target", getattr(f, "target_dir", ""))).is_absolute()
-    assert F.SOURCES["opa-dpo-data"].manual and "drive.google.com" in F.SOURCES["opa-dpo-data"].manual
-    assert "--from" in F.describe_sources() or "opa-dpo-data" in F.describe_sources()
+    assert C.SOURCES["opa-dpo-data"].manual and "drive.google.com" in C.SOURCES["opa-dpo-data"].manual
+    assert "--from" in C.describe_sources() or "opa-dpo-data" in C.describe_sources()
 
 
 def test_chair_sets_and_protocol_image_list_are_derived_from_the_fetched_files(tmp_path, monkeypatch):
@@ -310,15 +314,15 @@ def test_chair_sets_and_protocol_image_list_are_derived_from_the_fetched_files(t
     (tmp_path / "chair" / "sources" / "lim_chair-500.jsonl").write_text(
         '{"question_id": 0, "image": "000000002239.jpg", "text": "Please describe this image in detail."}\n')
     (tmp_path / "pope" / "v3" / "coco_pope_random.json").write_bytes((ref / "pope" / "coco_pope_random.json").read_bytes())
-    ctx = F.FetchContext(tmp_path, "coco-val2014", F.Manifest(tmp_path), progress=False)
-    F.derive_chair_sets(ctx)
+    ctx = D.FetchContext(tmp_path, "coco-val2014", D.Manifest(tmp_path), progress=False)
+    V.derive_chair_sets(ctx)
     opera = [json.loads(x) for x in (tmp_path / "chair" / "opera_500.jsonl").read_text().splitlines()]
     assert len(opera) == 500 and opera[0] == {"image_id": 226988, "image": "COCO_val2014_000000226988.jpg"}
     lim = [json.loads(x) for x in (tmp_path / "chair" / "lim_chair-500.jsonl").read_text().splitlines()]
     assert lim == [{"image_id": 2239, "image": "COCO_val2014_000000002239.jpg"}]
     jobs = []
-    monkeypatch.setattr(F, "download_many", lambda c, j, what: jobs.extend(j))
-    F.coco_protocol_images(ctx)
+    monkeypatch.setattr(V, "download_many", lambda c, j, what: jobs.extend(j))
+    V.coco_protocol_images(ctx)
     urls = dict((rel, url) for url, rel in jobs)
     assert len(urls) == len({*(r["image"] for r in opera), *(r["image"] for r in lim), *(
         json.loads(x)["image"] for x in (tmp_path / "pope" / "v3" / "coco_pope_random.json").read_text().splitlines())})
@@ -339,9 +343,9 @@ def test_shr_conversion_writes_the_harness_layout(tmp_path, monkeypatch):
         [{"id": 5, "regions": [{"region_id": 1, "image_id": 5, "x": 1, "y": 2, "width": 3, "height": 4,
                                 "phrase": "a dog"}]}, {"id": 2, "regions": []}]))
     jobs = []
-    monkeypatch.setattr(F, "download_many", lambda c, j, what: jobs.extend(j))
-    ctx = F.FetchContext(tmp_path, "shr", F.Manifest(tmp_path), progress=False)
-    F.shr_convert(ctx)
+    monkeypatch.setattr(V, "download_many", lambda c, j, what: jobs.extend(j))
+    ctx = D.FetchContext(tmp_path, "shr", D.Manifest(tmp_path), progress=False)
+    V.shr_convert(ctx)
     assert jobs == [("http://x/5.jpg", "vg/images/5.jpg"), ("http://x/9.jpg", "vg/images/9.jpg")]
     rows = {n: [json.loads(x) for x in (tmp_path / "shr" / f"{n}.jsonl").read_text().splitlines()]
             for n in ("images", "regions", "facts")}
@@ -360,10 +364,10 @@ def test_iter_json_array_streams_across_chunk_boundaries(tmp_path):
     for indent in (None, 1):
         p.write_text(json.dumps(data, indent=indent))
         for chunk in (1, 3, 64, 1 << 20):
-            assert list(F.iter_json_array(p, chunk=chunk)) == data
+            assert list(iter_json_array(p, chunk=chunk)) == data
     p.write_text('{"not": "an array"}')
     with pytest.raises(BenchError, match="not a JSON array"):
-        list(F.iter_json_array(p))
+        list(iter_json_array(p))
 
 
 def test_opa_entry_explains_the_manual_download_and_converts_a_local_copy(tmp_path, capsys):
@@ -373,7 +377,7 @@ def test_opa_entry_explains_the_manual_download_and_converts_a_local_copy(tmp_pa
 
     with pytest.raises(OfflineError, match="not downloadable automatically"):
         F.fetch("opa-dpo-data", tmp_path / "root", progress=False)
-    assert F.OPA_DRIVE in capsys.readouterr().err
+    assert V.OPA_DRIVE in capsys.readouterr().err
     buf = io.BytesIO()
     Image.new("RGB", (8, 6), (200, 10, 10)).save(buf, format="JPEG")
     import base64

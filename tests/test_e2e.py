@@ -39,7 +39,7 @@ def test_run_dpo_on_tiny_llava_writes_every_artifact(tmp_path, monkeypatch):
 def test_rerun_reuses_cached_predictions(tmp_path, monkeypatch):
     from bench.eval.engine import run_benchmark
     from bench.models.llava import make_preprocessor
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
     from bench.registry import BENCHMARKS, MODELS
 
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))

@@ -6,7 +6,7 @@ from bench.eval.engine import generate_batch, generate_with_prefix
 
 def _tiny(monkeypatch, tmp_path):
     from bench.models.llava import make_preprocessor
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
     from bench.registry import MODELS
 
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))

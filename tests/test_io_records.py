@@ -58,7 +58,6 @@ def _stub_train_method(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
     import bench.pipeline as pipeline
-    import bench.train.loop as loop
 
     @dataclasses.dataclass
     class Cfg:
@@ -68,8 +67,8 @@ def _stub_train_method(monkeypatch, tmp_path):
     data.write_text("{}\n")
     method = SimpleNamespace(default_data=lambda root: data, load_records=lambda path, cfg: [1, 2, 3])
     monkeypatch.setattr(pipeline, "method_config", lambda name, entry, overrides=None: (method, Cfg()))
-    monkeypatch.setattr(loop, "train", lambda *a, **k: {"stage": {"steps": 2}})
-    monkeypatch.setattr(loop, "run_identity", lambda *a, **k: {})
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: {"stage": {"steps": 2}})  # the loop's, as bound there
+    monkeypatch.setattr(pipeline, "run_identity", lambda *a, **k: {})
     entry = SimpleNamespace(name="tiny-llava")
     out = tmp_path / "out"
     return lambda: pipeline.train_method("dpo", entry, None, out, None, tmp_path, 0, "cpu", progress=False), out
@@ -85,7 +84,7 @@ def test_train_method_writes_run_record_on_the_main_process(tmp_path, monkeypatc
 
 
 def test_train_method_writes_no_run_record_on_other_ranks(tmp_path, monkeypatch):
-    from bench.pipeline import is_main_process
+    from bench.runtime import is_main_process
 
     monkeypatch.setenv("RANK", "1")
     assert not is_main_process()

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import bench.judges as J
-from bench.judges import AnnotationJudge, JudgeError, OpenAIJudge, ReplyCache, make_judge
+from bench.judges import JudgeError, OpenAIJudge, ReplyCache, make_judge
+from metrics.shr import AnnotationJudge
 from bench.registry import BENCHMARKS, JUDGES
 from metrics import shr as S
 

@@ -90,7 +90,7 @@ def test_every_paper_file_loads_with_sources_and_caveats_where_secondary():
 
 
 def test_model_and_method_mapping_targets_registered_names():
-    from bench.pipeline import load_plugins
+    from bench.plugins import load_plugins
     from bench.registry import METHODS, MODELS
 
     load_plugins()

@@ -168,7 +168,7 @@ def test_reviewer_settings_system_message_and_preflight(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------------------------ annotation judge
 def test_annotation_reviewer_scores_both_answers_from_object_claims():
-    from bench.annotation_judges import LlavaBenchAnnotationJudge
+    from metrics.llava_bench import LlavaBenchAnnotationJudge
 
     judge = LlavaBenchAnnotationJudge()
     reply = judge(build_prompt("The image shows a cup and a dog.", "q", "There is a cup and a dog.",
@@ -210,7 +210,8 @@ def test_parity_case_fails_on_a_changed_expected_value(tmp_path):
 # ------------------------------------------------------------------------------------------ end to end
 def test_tiny_llava_eval_scores_both_offline_protocols_into_records_and_the_leaderboard(synthetic_root, tmp_path,
                                                                                       monkeypatch):
-    from bench.pipeline import EvalConfig, eval_checkpoint, load_plugins, write_leaderboard
+    from bench.pipeline import EvalConfig, eval_checkpoint, write_leaderboard
+    from bench.plugins import load_plugins
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("BENCH_OFFLINE", "1")

@@ -200,7 +200,7 @@ def test_served_judge_model_is_recorded_and_a_substitute_is_noted(tmp_path):
 
 # ------------------------------------------------------------------------------------------ annotation judge
 def test_annotation_judge_rates_object_claims_and_answer_coverage():
-    from bench.annotation_judges import MMHalAnnotationJudge
+    from metrics.mmhal import MMHalAnnotationJudge
 
     judge = MMHalAnnotationJudge()
 

@@ -123,24 +123,26 @@ def _blob_id(raw: bytes) -> str:
 def test_fetch_converts_the_released_question_file_and_checks_its_blob_id(tmp_path, monkeypatch):
     import base64
 
-    import bench.data.fetch as F
+    import bench.data.catalogue as C
+    import bench.data.convert as V
+    import bench.data.download as D
     from bench.errors import BenchError
 
     rows = [{"image_id": 7, "question": "Describe this image.", "image": base64.b64encode(b"jpeg-7").decode()},
             {"image_id": 9, "question": "What is in it?", "image": base64.b64encode(b"jpeg-9").decode()}]
     raw = "".join(json.dumps(r) + "\n" for r in rows).encode()
     (tmp_path / "objhal" / "raw").mkdir(parents=True)
-    (tmp_path / F.OBJHAL_RAW).write_bytes(raw)
-    ctx = F.FetchContext(tmp_path, "objhal", F.Manifest(tmp_path), progress=False)
+    (tmp_path / V.OBJHAL_RAW).write_bytes(raw)
+    ctx = D.FetchContext(tmp_path, "objhal", D.Manifest(tmp_path), progress=False)
     with pytest.raises(BenchError, match="git blob id"):
-        F.objhal_convert(ctx)  # the real pinned blob id does not match this file
-    monkeypatch.setattr(F, "OBJHAL_BLOB", _blob_id(raw))
-    F.objhal_convert(ctx)
+        V.objhal_convert(ctx)  # the real pinned blob id does not match this file
+    monkeypatch.setattr(V, "OBJHAL_BLOB", _blob_id(raw))
+    V.objhal_convert(ctx)
     out = [json.loads(line) for line in (tmp_path / "objhal" / "questions.jsonl").read_text().splitlines()]
     assert out == [{"image_id": 7, "question": "Describe this image.", "image": "objhal/images/7.jpg"},
                    {"image_id": 9, "question": "What is in it?", "image": "objhal/images/9.jpg"}]
     assert (tmp_path / "objhal" / "images" / "9.jpg").read_bytes() == b"jpeg-9"
-    assert "objhal/images/7.jpg" in F.Manifest(tmp_path).data["files"]
-    assert "coco-val2014" in F.SOURCES["objhal"].requires
-    amber = F.SOURCES["amber"].files[0]
+    assert "objhal/images/7.jpg" in D.Manifest(tmp_path).data["files"]
+    assert "coco-val2014" in C.SOURCES["objhal"].requires
+    amber = C.SOURCES["amber"].files[0]
     assert amber.sha256 == "b4b95686f4f562eab09d449c2e6483df4071e312e73394a2741d5f76f851489c"

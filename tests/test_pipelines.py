@@ -16,7 +16,8 @@ from bench.data.pipelines.opa_dpo import repeats_last_sentence, repeats_last_wor
 from bench.data.synthetic import BIAS_PAIRS
 from bench.errors import BenchError
 from bench.feedback import (AnnotationFeedback, FeedbackError, ImageAnnotations, OpenAIFeedback, VisionChatClient,
-                            find_mentions, make_feedback, parse_json_reply, split_sentences)
+                            make_feedback, parse_json_reply)
+from bench.text import find_mentions, split_at_breaks
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -208,7 +209,7 @@ def test_object_words_use_chair_synonyms_longest_match_and_plurals():
     assert [(x.text, x.head, x.plural) for x in m] == [("hot dogs", "hot dog", True), ("teddy bear", "teddy bear", False),
                                                       ("buses", "bus", True), ("dining tables", "dining table", True),
                                                       ("people", "person", True)]
-    assert split_sentences("A dog. A cup!\nA chair?  ") == ["A dog.", "A cup!", "A chair?"]
+    assert split_at_breaks("A dog. A cup!\nA chair?  ") == ["A dog.", "A cup!", "A chair?"]
 
 
 def test_review_replaces_removes_or_drops_hallucinated_objects_with_severity():

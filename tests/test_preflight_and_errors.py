@@ -226,7 +226,7 @@ def test_opa_conversion_refuses_an_image_id_that_leaves_the_data_root(tmp_path):
 
 
 def test_archive_members_with_overlong_names_are_skipped_not_fatal(tmp_path):
-    from bench.data import fetch as F
+    from bench.data import download as D
 
     archive = tmp_path / "root" / "imgs.zip"
     archive.parent.mkdir()
@@ -234,16 +234,16 @@ def test_archive_members_with_overlong_names_are_skipped_not_fatal(tmp_path):
         zf.writestr("ok.jpg", b"jpeg")
         zf.writestr("x" * 300 + ".jpg", b"jpeg")
         zf.writestr("../../evil.jpg", b"jpeg")
-    ctx = F.FetchContext(tmp_path / "root", "t", F.Manifest(tmp_path / "root"), offline=True, progress=False,
+    ctx = D.FetchContext(tmp_path / "root", "t", D.Manifest(tmp_path / "root"), offline=True, progress=False,
                          options={}, command_name="t")
-    F.extract_archive_flat("imgs.zip", "images")(ctx)
+    D.extract_archive_flat("imgs.zip", "images")(ctx)
     names = sorted(p.name for p in (tmp_path / "root" / "images").iterdir() if not p.name.startswith("."))
     assert "ok.jpg" in names and "evil.jpg" in names and not any(len(n) > 240 for n in names)
     assert not (tmp_path / "evil.jpg").exists()
 
 
 def test_a_failed_hub_download_leaves_no_lock_files_in_staging(tmp_path):
-    from bench.data.fetch import tidy_staging
+    from bench.data.download import tidy_staging
 
     hf = tmp_path / ".staging" / "org--repo" / ".cache" / "huggingface"
     (hf / "download").mkdir(parents=True)

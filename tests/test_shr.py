@@ -40,7 +40,7 @@ def test_facts_block_ends_with_a_newline_or_is_empty():
 
 def test_prompt_is_the_template_filled_with_regions_facts_and_numbered_sentences():
     regions = S.render_regions([{"x": 0, "y": 0, "width": 5, "height": 5, "phrase": "a cup"}], 10, 10)
-    kept, _ = S.split_sentences("A cup. A red cup on a table!")
+    kept, _ = S.split_at_periods("A cup. A red cup on a table!")
     prompt = S.build_prompt(regions, "There is a cup.\n", kept)
     expected = TEMPLATE_COPY.read_text(encoding="utf-8").format(
         "[0.0, 0.0, 0.5, 0.5]: a cup\n", "There is a cup.\n", "1. A cup\n2. A red cup on a table!\n")
@@ -53,7 +53,7 @@ def test_prompts_match_the_reference_fixture_byte_for_byte():
     exp = json.loads((FIXTURES / "shr_case_A.expected.json").read_text())
     for im in inp["images"]:
         iid = str(im["image_id"])
-        kept, _ = S.split_sentences(inp["responses"][iid])
+        kept, _ = S.split_at_periods(inp["responses"][iid])
         prompt = S.build_prompt(S.render_regions(im["regions"], im["width"], im["height"]),
                                 S.render_facts(inp["factual"].get(iid, [])), kept)
         assert prompt == exp["judge_prompts"][iid]
@@ -69,11 +69,11 @@ def test_parse_prompt_inverts_build_prompt():
 
 # ------------------------------------------------------------------------------------------ sentences
 def test_sentences_split_on_every_period_and_drop_exact_and_contained_repeats():
-    kept, repeated = S.split_sentences("A pizza sits on a plate. A pizza sits on a plate. The glass is 3.5 inches"
+    kept, repeated = S.split_at_periods("A pizza sits on a plate. A pizza sits on a plate. The glass is 3.5 inches"
                                        " tall! Is it? Yes.  pizza sits .")
     assert kept == ["A pizza sits on a plate", "The glass is 3", "5 inches tall! Is it? Yes"] and repeated
-    assert S.split_sentences("One. Two.") == (["One", "Two"], False)
-    assert S.split_sentences("...") == ([], False) and S.split_sentences("") == ([], False)
+    assert S.split_at_periods("One. Two.") == (["One", "Two"], False)
+    assert S.split_at_periods("...") == ([], False) and S.split_at_periods("") == ([], False)
 
 
 def test_segments_get_a_period_appended_even_after_exclamation_marks():

@@ -11,6 +11,9 @@
   generations of checkpoint M (+ ``--adapter``) on annotated images of ``--data-root`` (default: the
   model's data root, the synthetic world for ``tiny-llava``), feedback from ``--feedback`` (``annotation``
   offline, or ``openai``), released format + ``summary.json`` in DIR; resumable.
+
+Imports inside the command functions are deliberate: CLI start-up time
+(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol).
 """
 
 from __future__ import annotations
@@ -72,39 +75,10 @@ def cmd_verify(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------- build
-def model_generate(model_name: str, adapter: str | None, device: str, max_new_tokens: int, sample: bool,
-                   temperature: float, batch_size: int, dtype: str, seed: int):
-    """(generate(images, prompts) -> texts, generator id) for a checkpoint, through the eval engine."""
-    import torch
-
-    from bench.benchmark import EvalItem, GenerationSettings
-    from bench.eval.engine import generate_batch
-    from bench.fingerprint import model_fingerprint
-    from bench.models.loading import load_for_eval
-    from bench.pipeline import load_plugins, resolve_device
-
-    load_plugins()
-    device = resolve_device(device)
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    torch.manual_seed(seed)
-    model, pre, entry = load_for_eval(model_name, adapter, dtype=torch_dtype, device=device)
-    gen = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature)
-
-    def generate(images: list[str], prompts: list[str]) -> list[str]:
-        out: list[str] = []
-        for start in range(0, len(images), max(1, batch_size)):
-            items = [EvalItem(str(start + k), img, q) for k, (img, q) in
-                     enumerate(zip(images[start:start + batch_size], prompts[start:start + batch_size]))]
-            out.extend(generate_batch(model, pre, items, gen, device))
-        return out
-
-    gid = (f"{entry.name}:{model_fingerprint(entry, adapter, torch_dtype, device, model)[0]}:tok{max_new_tokens}:"
-           f"{'sample-t' + str(temperature) if sample else 'greedy'}:{dtype}")
-    return generate, gid, entry
-
-
 def cmd_build(args) -> int:
+    # imported here, not at module level: CLI start-up time (the pipelines and the eval engine pull in torch)
     from bench.data.pipelines import PIPELINES, BuildOptions, format_summary, load_source, run_pipeline
+    from bench.eval.generate import model_generate
     from bench.feedback import AnnotationFeedback, make_feedback
 
     method = args.method.replace("_", "-")
@@ -120,7 +94,7 @@ def cmd_build(args) -> int:
     else:
         if entry is None:
             from bench.models.loading import model_entry
-            from bench.pipeline import load_plugins
+            from bench.plugins import load_plugins
 
             load_plugins()
             entry = model_entry(args.model)

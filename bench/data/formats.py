@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from pathlib import Path
 from typing import Any
 
+from bench.data.loaders import load_preference_file
 from bench.data.preference import PreferenceRecord
 from bench.errors import DataError
 from bench.io import iter_jsonl, read_json
+from bench.text import split_at_terminators
 
 HADPO_PROMPTS = (  # train_dpo.py: desc_process
     "Describe this image in detail.",
@@ -322,15 +323,10 @@ def load_opa(path: Path, image_root: Path | None = None) -> list[PreferenceRecor
     return _unique_ids(out)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` as they appear in it (terminators kept, nothing added)."""
-    return [m.group(0).strip() for m in re.finditer(r"[^.!?]+(?:[.!?]+|$)", text) if m.group(0).strip()]
-
-
 def opa_extra_from_pair(rec: PreferenceRecord) -> dict:
     """OPA fields for a plain pair (the bundled synthetic data): y_gt = y_r = chosen, y_o = rejected, the
     sentence report aligned by position (a differing sentence: score 2, ``image_recognition_error``)."""
-    own, rev = split_sentences(rec.rejected), split_sentences(rec.chosen)
+    own, rev = split_at_terminators(rec.rejected), split_at_terminators(rec.chosen)
     sentences = []
     for i in range(max(len(own), len(rev))):
         o = own[i] if i < len(own) else ""
@@ -344,8 +340,6 @@ def opa_extra_from_pair(rec: PreferenceRecord) -> dict:
 # ------------------------------------------------------------------------------------------ dispatching
 def load_bench(path: Path, image_root: Path | None = None) -> list[PreferenceRecord]:
     """Our PreferenceRecord JSONL, with images checked and ids required to be unique."""
-    from bench.data.loaders import load_preference_file
-
     path = Path(path)
     records = load_preference_file(path, image_root=image_root)
     lines = [line for line, _ in iter_jsonl(path)]

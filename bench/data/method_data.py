@@ -24,6 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.data.pipelines import PIPELINES, BuildOptions, load_source, run_pipeline
+from bench.eval.generate import model_generate
+from bench.feedback import AnnotationFeedback
+
 # the file of each pipeline's released format that the method's loader reads
 PIPELINE_OUTPUT = {"ha-dpo": "desc_data.json", "povid": "povid_preference.json",
                    "hsa-dpo": "hsa_dpo_preference.jsonl", "opa-dpo": "opadpo_data.jsonl"}
@@ -32,10 +36,6 @@ PIPELINE_OUTPUT = {"ha-dpo": "desc_data.json", "povid": "povid_preference.json",
 def build_method_data(pipeline_name: str, entry: Any, data_root: Path, out_dir: Path, seed: int, device: str,
                       progress: bool = False) -> tuple[Path, dict]:
     """Run ``pipeline_name`` on the entry's ``pipeline_source``; returns (file for the loader, summary)."""
-    from bench.data.cli import model_generate
-    from bench.data.pipelines import PIPELINES, BuildOptions, load_source, run_pipeline
-    from bench.feedback import AnnotationFeedback
-
     spec = dict(entry.pipeline_source)
     pipeline = PIPELINES.get(pipeline_name)()
     source = load_source(spec.get("source", "coco"), data_root, split=spec.get("split", "train"),

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from bench.data.synthetic_judged import write_judged
+from bench.data.synthetic_scene import BIAS_PAIRS, CATEGORIES, article, caption
 from bench.io import atomic_write_json, sha256_file, write_jsonl
 
 GENERATOR_VERSION = "2"
@@ -37,28 +39,10 @@ SYNTHETIC_DIRNAME = f"synthetic-v{GENERATOR_VERSION}"
 WIDTH, HEIGHT = 48, 36
 BACKGROUND = (28, 28, 36)
 
-# (COCO id, COCO name, glyph shape, RGB colour)
-CATEGORIES: list[tuple[int, str, str, tuple[int, int, int]]] = [
-    (18, "dog", "circle", (160, 82, 45)),
-    (17, "cat", "triangle", (255, 140, 0)),
-    (3, "car", "square", (220, 30, 30)),
-    (6, "bus", "wide", (240, 220, 20)),
-    (62, "chair", "cross", (40, 90, 240)),
-    (63, "couch", "ring", (170, 60, 200)),
-    (47, "cup", "small", (0, 210, 210)),
-    (44, "bottle", "tall", (30, 180, 60)),
-    (48, "fork", "x", (245, 245, 245)),
-    (67, "dining table", "bar", (210, 170, 110)),
-]
 NAME_TO_ID = {name: cid for cid, name, _, _ in CATEGORIES}
 STYLE = {name: (shape, colour) for _, name, shape, colour in CATEGORIES}
-BIAS_PAIRS = {"fork": "dining table", "cup": "bottle", "chair": "couch"}
 CAPTION_PROMPT = "Describe this image in detail."
 CELLS = [(c * 16, r * 18) for r in range(2) for c in range(3)]  # 3 x 2 grid of 16x18 cells
-
-
-def article(name: str) -> str:
-    return "an" if name[0] in "aeiou" else "a"
 
 
 def draw_glyph(draw: ImageDraw.ImageDraw, shape: str, colour, x0: int, y0: int) -> tuple[int, int, int, int]:
@@ -148,12 +132,6 @@ def render(scene_objs: list[str], rng: random.Random) -> tuple[Image.Image, list
         jitter = tuple(max(0, min(255, c + rng.randint(-12, 12))) for c in colour)
         boxes.append(draw_glyph(draw, shape, jitter, x0, y0))
     return img, boxes
-
-
-def caption(objs: list[str], rng: random.Random | None = None) -> str:
-    parts = [f"{article(o)} {o}" for o in objs]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"The image shows {listed}."
 
 
 def biased_mentions(objs: list[str], rng: random.Random, noise: float) -> list[str]:
@@ -307,8 +285,6 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 2000, n_ev
 
     _write_shr(root, evals)
     _write_mhalubench(root, evals, rng)
-    from bench.data.synthetic_judged import write_judged  # imports this module: import here, not at the top
-
     write_judged(root, seed)  # MMHal- and LLaVA-Bench-style questions (own RNG stream; other files unchanged)
 
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -328,6 +304,7 @@ def pretrain_rows(train: list[Scene], rng: random.Random, label_noise: float, ye
     the MHaluBench protocol's prompt (labels from the same annotator), so the checkpoint can be scored as a
     detector.
     """
+    # on use (start-up time): importing any metrics module imports every protocol (metrics/__init__.py)
     from metrics.mhalubench import PROMPT as DETECT_PROMPT
 
     names = [name for _, name, _, _ in CATEGORIES]

@@ -17,7 +17,7 @@ benchmarks' layouts so the same loaders read them (``metrics/mmhal.py``, ``metri
   plus the objects' relative position; reference answers = true answers built from the annotations (the
   role text-only GPT-4's answers play in the real benchmark).
 
-Colours are the glyph colours of :data:`bench.data.synthetic.CATEGORIES` named in words (:data:`COLOUR`).
+Colours are the glyph colours of :data:`bench.data.synthetic_scene.CATEGORIES` named in words (:data:`COLOUR`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import random
 import shutil
 from pathlib import Path
 
+from bench.data.synthetic_scene import BIAS_PAIRS, CATEGORIES, article, caption
 from bench.io import atomic_write_json, read_json, sha256_file, write_jsonl
 
 MMHAL_TYPES = ("attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other")
@@ -50,8 +51,6 @@ def _scenes(root: Path) -> list[dict]:
 
 
 def _listing(objs: list[str]) -> str:
-    from bench.data.synthetic import article
-
     parts = [f"{article(o)} {o}" for o in objs]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -66,8 +65,6 @@ def _where(scene: dict, a: str, b: str) -> str:
 
 
 def _absent(scene: dict, rng: random.Random) -> str:
-    from bench.data.synthetic import BIAS_PAIRS, CATEGORIES
-
     partners = [BIAS_PAIRS[o] for o in scene["objects"] if o in BIAS_PAIRS and BIAS_PAIRS[o] not in scene["objects"]]
     if partners:
         return partners[0]
@@ -76,8 +73,6 @@ def _absent(scene: dict, rng: random.Random) -> str:
 
 def mmhal_question(scene: dict, qtype: str, rng: random.Random) -> tuple[str, str]:
     """(question, standard answer) of one MMHal-style question type on one scene."""
-    from bench.data.synthetic import caption
-
     objs = scene["objects"]
     a = rng.choice(objs)
     b = rng.choice([o for o in objs if o != a]) if len(objs) > 1 else a
@@ -123,8 +118,6 @@ def _mmhal(root: Path, scenes: list[dict], rng: random.Random) -> list[Path]:
 
 def llava_questions(scene: dict, categories: list[str], rng: random.Random) -> list[tuple[str, str, str]]:
     """``[(category, question, reference answer)]`` for one scene."""
-    from bench.data.synthetic import BIAS_PAIRS, article, caption
-
     objs = scene["objects"]
     anchor = next((o for o in objs if o in BIAS_PAIRS), objs[0])
     partner = BIAS_PAIRS.get(anchor)
@@ -175,8 +168,6 @@ def _llava(root: Path, scenes: list[dict], rng: random.Random) -> list[Path]:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     questions, context, answers, qid = [], [], [], 0
     for k, (scene, cats) in enumerate(zip(chosen, per_image)):
-        from bench.data.synthetic import caption
-
         objs = scene["objects"]
         cap = caption(objs)
         if len(objs) > 1:

@@ -38,6 +38,8 @@ from typing import Any
 from bench.errors import BenchError, DataError
 from bench.io import read_json
 from bench.records import score_integrity
+from bench.registry import BENCHMARKS
+from bench.stats import paired_bootstrap_delta
 
 FAMILY_ORDER = ("pope", "chair", "shr", "mhalubench")
 
@@ -129,11 +131,9 @@ def _registry():
     table would differ from a checked-in one.
     """
     try:
-        import metrics  # noqa: F401  (registers the in-tree protocols)
+        import metrics  # noqa: F401  (optional: registers the in-tree protocols; imported on use, start-up time)
     except ImportError:  # a bare install without the metrics package: fall back to all metrics
         pass
-    from bench.registry import BENCHMARKS
-
     return BENCHMARKS
 
 
@@ -317,8 +317,6 @@ def _paired_deltas(rows: list[Row], columns: list[Column], scores: dict[tuple[st
     """Fill ``Cell.delta`` of every non-base row: the difference from its model's ``base`` row, with a paired
     bootstrap CI over the images both scored (:func:`bench.stats.paired_bootstrap_delta`, 1000 resamples,
     seed 0), for protocols whose class can rebuild per-image counts (``paired_units``)."""
-    from bench.stats import paired_bootstrap_delta
-
     base = {r.model: r for r in rows if r.method == "base"}
     for proto in sorted({c.protocol for c in columns}):
         cls = _registered(base_protocol(proto))

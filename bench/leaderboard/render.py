@@ -1,5 +1,6 @@
 """Render a :class:`~bench.leaderboard.collect.Table` as Markdown (GitHub), CSV, LaTeX (booktabs) and JSON;
-the HTML page is in :mod:`bench.leaderboard.page`. ``FORMATS`` maps a file extension to its renderer.
+the HTML page is in :mod:`bench.leaderboard.page` (which uses this module's cell formatting).
+``TEXT_FORMATS`` maps a file extension to its renderer; :data:`bench.leaderboard.write.FORMATS` adds ``html``.
 
 Display rules (records keep full precision; CSV and JSON carry it too):
 * metric values are fractions in [0, 1] and are shown as percentages with 1 decimal, rounded half-up
@@ -302,11 +303,4 @@ def json_text(table: Table) -> str:
     return json.dumps(table_dict(table), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _html(table: Table) -> str:
-    from bench.leaderboard.page import html_page
-
-    return html_page(table)
-
-
-FORMATS: dict[str, Callable[[Table], str]] = {"md": markdown, "csv": csv_text, "tex": latex, "json": json_text,
-                                              "html": _html}
+TEXT_FORMATS: dict[str, Callable[[Table], str]] = {"md": markdown, "csv": csv_text, "tex": latex, "json": json_text}

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from bench.errors import BenchError
 from bench.io import atomic_write_bytes, atomic_write_text
 from bench.leaderboard.collect import Table, collect
 from bench.leaderboard.page import html_page
 from bench.leaderboard.plots import all_plots
-from bench.leaderboard.render import FORMATS
+from bench.leaderboard.render import TEXT_FORMATS
 
+FORMATS: dict[str, Callable[[Table], str]] = {**TEXT_FORMATS, "html": html_page}
 DEFAULT_FORMATS: tuple[str, ...] = ("md", "csv", "tex", "json", "html")
 
 

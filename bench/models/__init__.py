@@ -7,6 +7,10 @@ from pathlib import Path
 
 import torch
 
+from bench.data.synthetic import SYNTHETIC_DIRNAME, prepare_synthetic
+from bench.models import families  # noqa: F401  (registers the built-in model families: bench.models.family.FAMILIES)
+from bench.models import tiny_llava
+from bench.paths import data_dir
 from bench.registry import MODELS
 
 
@@ -36,29 +40,20 @@ class TinyLlava:
                        "params": {"questions": 1}}
 
     def load(self, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-        from bench.models.tiny_llava import load
-
-        return load(dtype=dtype, device=device)
+        return tiny_llava.load(dtype=dtype, device=device)
 
     def missing_resources(self) -> list[str]:
-        from bench.models.tiny_llava import ASSET_DIR
-
-        if not (ASSET_DIR / "model.safetensors").is_file():
-            return [f"model tiny-llava: {ASSET_DIR} is incomplete (reinstall bench, or rebuild it with"
+        if not (tiny_llava.ASSET_DIR / "model.safetensors").is_file():
+            return [f"model tiny-llava: {tiny_llava.ASSET_DIR} is incomplete (reinstall bench, or rebuild it with"
                     " `python -m bench.models.tiny_pretrain`, see RECIPE.md)"]
         return []
 
     def weights_source(self) -> dict:
         """Where the weights come from (content-hashed into cache keys by ``bench/fingerprint.py``)."""
-        from bench.models.tiny_llava import ASSET_DIR
-
-        return {"path": str(ASSET_DIR)}
+        return {"path": str(tiny_llava.ASSET_DIR)}
 
     def default_data_root(self) -> Path:
         """``$BENCH_DATA_DIR/synthetic-v<generator version>``, built on first use (seconds, deterministic)."""
-        from bench.data.synthetic import SYNTHETIC_DIRNAME, prepare_synthetic
-        from bench.paths import data_dir
-
         root = data_dir() / SYNTHETIC_DIRNAME
         if not (root / "manifest.json").exists():
             prepare_synthetic(root, seed=0)

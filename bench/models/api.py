@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.fingerprint import api_fingerprint
 from bench.openai_client import ChatClient, chat_body, check_reachable, normalise_base_url, user_message
+from bench.paths import data_dir
 
 API_PREFIX = "openai:"
 REQUEST_FORMAT = "chat-completions/image-first/v1"  # bump when the request built from an item changes
@@ -107,16 +109,12 @@ class ApiModel:
         raise BenchError(training_refused(self.spec))
 
     def default_data_root(self) -> Path:
-        from bench.paths import data_dir
-
         return data_dir()
 
     # ------------------------------------------------------------------ requests
     def fingerprint(self) -> str:
         """Checkpoint fingerprint for the prediction cache: name + base URL + request format (no weights)."""
-        from bench.io import sha256_text
-
-        return sha256_text("|".join(["openai-api", REQUEST_FORMAT, self.served_name, self.base_url or ""]))[:16]
+        return api_fingerprint(self.served_name, self.base_url, REQUEST_FORMAT)
 
     def check_protocol(self, bench: Any) -> None:
         gen = bench.generation

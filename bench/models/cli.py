@@ -1,4 +1,7 @@
-"""``python -m bench models make-tiny --family F --out DIR`` (see :mod:`bench.models.make_tiny`)."""
+"""``python -m bench models make-tiny --family F --out DIR`` (see :mod:`bench.models.make_tiny`).
+
+Imports inside the command functions are deliberate: CLI start-up time
+(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol)."""
 
 from __future__ import annotations
 

@@ -128,9 +128,9 @@ class ModelFamily:
 
 
 def family_for_type(model_type: str) -> ModelFamily:
-    """The family registered for ``config.json``'s ``model_type``; one clear error listing the supported ones."""
-    import bench.models.families  # noqa: F401  (registers the built-in families)
-
+    """The family registered for ``config.json``'s ``model_type``; one clear error listing the supported ones.
+    (The built-in families are registered by the ``bench.models`` package, whose ``__init__`` runs before this
+    module can be imported.)"""
     for name in FAMILIES.names():
         fam = FAMILIES.get(name)
         if model_type in fam.model_types:

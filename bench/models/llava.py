@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from bench.errors import DataError, BenchError
+from bench.models.family import ImageInput
 
 VICUNA_V1_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -94,13 +95,11 @@ class LlavaPreprocessor:
         return out["pixel_values"]
 
     # ---- the family preprocessor interface (bench.models.family)
-    def image_input(self, image: Image.Image) -> "ImageInput":
+    def image_input(self, image: Image.Image) -> ImageInput:
         """One image: its pixel tensor [3, H, W] (padded to square, CLIP-processed); no extra inputs."""
-        from bench.models.family import ImageInput
-
         return ImageInput(self.pixel_values([image])[0])
 
-    def collate(self, inputs: Sequence["ImageInput"]) -> tuple[torch.Tensor, dict]:
+    def collate(self, inputs: Sequence[ImageInput]) -> tuple[torch.Tensor, dict]:
         """pixel_values [N, 3, H, W] of N distinct images; LLaVA-1.5 needs no other input."""
         return torch.stack([i.pixels for i in inputs]), {}
 

@@ -33,8 +33,10 @@ import torch
 
 from bench.errors import BenchError, OfflineError
 from bench.io import read_json
+from bench.models import TinyLlava
 from bench.models.api import ApiModel, is_api_model
 from bench.models.family import ModelFamily, family_for_type
+from bench.paths import data_dir
 from bench.registry import MODELS
 
 
@@ -149,8 +151,6 @@ class HfModel:
         return {"path": str(folder)}
 
     def default_data_root(self) -> Path:
-        from bench.paths import data_dir
-
         return data_dir()
 
 
@@ -187,8 +187,6 @@ class LocalModel(HfModel):
         marker = folder / TINY_MARKER
         self.marker = read_json(marker) if marker.exists() else {}
         if self.marker.get("profile") == "tiny":
-            from bench.models import TinyLlava
-
             self.train_profile = TinyLlava.train_profile
             self.pipeline_source = TinyLlava.pipeline_source
             self.default_benchmarks = TinyLlava.default_benchmarks
@@ -206,8 +204,6 @@ class LocalModel(HfModel):
 
     def default_data_root(self) -> Path:
         if self.marker.get("profile") == "tiny":
-            from bench.models import TinyLlava
-
             return TinyLlava().default_data_root()
         return super().default_data_root()
 

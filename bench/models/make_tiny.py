@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 
 from bench.errors import BenchError
-from bench.io import atomic_write_json
+from bench.io import atomic_write_json, read_jsonl
+from bench.models import TinyLlava
+from bench.models.families.qwen2_vl import ProcessorParts
+from bench.models.family import family_of
+from bench.models.llava import load_image
+from bench.models.loading import make_preprocessor
+from bench.models.tiny_llava import build_tiny_llava, build_tokenizer
+from bench.train.forward import pad_batch
 
 IMAGE_SIZE, PATCH = 32, 8
 FAMILY_NAMES = ("llava-1.5", "llava-next", "qwen2-vl", "qwen2.5-vl")
@@ -58,8 +65,6 @@ def build_llava_next(seed: int = 0):
     """An untrained tiny ``LlavaNextForConditionalGeneration`` + ``LlavaNextProcessor``."""
     from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
-
-    from bench.models.tiny_llava import build_tokenizer
 
     tokenizer = build_tokenizer()
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
@@ -99,10 +104,7 @@ def build_qwen2_vl(seed: int = 0, version: str = "2"):
     1×8×12 → 24 image tokens)."""
     import transformers
 
-    from bench.models.families.qwen2_vl import ProcessorParts
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    from bench.models.tiny_llava import build_tokenizer
 
     tokenizer = build_tokenizer(extra_special=QWEN_SPECIAL, bos_token=None, eos_token="<|im_end|>",
                                 pad_token="<|endoftext|>", extra_special_tokens={"image_token": "<|image_pad|>"})
@@ -138,8 +140,6 @@ def build_qwen2_vl(seed: int = 0, version: str = "2"):
 def build(family: str, seed: int = 0):
     """(model, processor) of a tiny random checkpoint of ``family``."""
     if family == "llava-1.5":
-        from bench.models.tiny_llava import build_tiny_llava
-
         return build_tiny_llava(None, seed=seed)
     if family == "llava-next":
         return build_llava_next(seed)
@@ -160,12 +160,6 @@ def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch
     import time
 
     from transformers import get_cosine_schedule_with_warmup
-
-    from bench.io import read_jsonl
-    from bench.models.family import family_of
-    from bench.models.loading import make_preprocessor
-    from bench.models.llava import load_image
-    from bench.train.forward import pad_batch
 
     pre = make_preprocessor(processor, model.config)
     family = family_of(model)
@@ -210,8 +204,6 @@ def make_tiny(family: str, out: str | Path, seed: int = 0, pretrain_steps: int =
     info: dict = {}
     if pretrain_steps:
         if data_root is None:
-            from bench.models import TinyLlava
-
             data_root = TinyLlava().default_data_root()
         torch.manual_seed(seed)
         info = pretrain(model, processor, Path(data_root), pretrain_steps, seed)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import torch
 
+from bench.data.synthetic import CAPTION_PROMPT
+from bench.data.synthetic_scene import CATEGORIES, article
+from bench.errors import BenchError
 from bench.models.llava import VICUNA_V1_SYSTEM
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-llava"
@@ -22,7 +25,7 @@ IMAGE_SIZE, PATCH = 32, 8
 
 def corpus_lines() -> list[str]:
     """Every text the synthetic world can produce (templates × category names)."""
-    from bench.data.synthetic import CAPTION_PROMPT, CATEGORIES, article
+    # on use (start-up time): importing any metrics module imports every protocol (metrics/__init__.py)
     from metrics.mhalubench import PROMPT as DETECT_PROMPT
 
     names = [name for _, name, _, _ in CATEGORIES]
@@ -102,8 +105,6 @@ def load(path: str | Path = ASSET_DIR, dtype: torch.dtype = torch.float32, devic
 
     path = Path(path)
     if not (path / "config.json").exists():
-        from bench.errors import BenchError
-
         raise BenchError(f"{path}: tiny-llava checkpoint missing; rebuild it with"
                          " `python -m bench.models.tiny_pretrain --out <dir>` (see RECIPE.md)")
     model = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=True)

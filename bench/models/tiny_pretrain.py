@@ -20,16 +20,16 @@ from pathlib import Path
 
 import torch
 
+from bench.data.synthetic import prepare_synthetic
 from bench.io import read_jsonl
 from bench.models.llava import load_image, make_preprocessor
+from bench.models.tiny_llava import build_tiny_llava, save
 from bench.train.forward import pad_batch
 
 
 def pretrain_tiny_llava(data_root: Path, out_dir: Path, seed: int = 0, steps: int = 2400, batch_size: int = 32,
                         lr: float = 5e-4, log_every: int = 100) -> dict:
     from transformers import get_cosine_schedule_with_warmup
-
-    from bench.models.tiny_llava import build_tiny_llava, save
 
     torch.manual_seed(seed)
     model, processor = build_tiny_llava(None, seed)
@@ -80,8 +80,6 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     a = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    from bench.data.synthetic import prepare_synthetic
-
     data = Path(a.data) if a.data else Path(a.out) / "_data"
     if not (data / "manifest.json").exists():
         prepare_synthetic(data, seed=a.seed)

@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import DataError
+from bench.io import read_jsonl
 from bench.parity import Case, CaseResult, first_difference
+from metrics.chair import caption_details, load_gt_object_file, printed, reference_overall
+from metrics.chair_words import flavour_name, vocabulary
 
 TOL = 1e-9
 NAME_RE = re.compile(r"^expected_(?P<inputs>.+?)__(?P<flavour>[a-z_]+?)__gt_(?P<gt>[a-z_]+)\.json$")
@@ -43,8 +46,6 @@ def _resolve(rel: str, root: Path, fixture: Path) -> Path:
 def _read_captions(path: Path) -> list[dict]:
     """The references' ``load_generated_captions``: a ``.json`` list or ``.jsonl`` lines."""
     if path.suffix == ".jsonl":
-        from bench.io import read_jsonl
-
         return read_jsonl(path)
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, list):
@@ -67,9 +68,6 @@ def _nltk_before_3_9() -> bool:
 
 
 def run_case(path: Path, root: Path) -> CaseResult:
-    from metrics.chair import caption_details, load_gt_object_file, printed, reference_overall
-    from metrics.chair_words import flavour_name, vocabulary
-
     name = f"chair/{path.name}"
     exp = json.loads(Path(path).read_text(encoding="utf-8"))
     flavour = flavour_name(exp["flavour"])

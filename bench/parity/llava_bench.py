@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bench.parity import Case, CaseResult, case_name, first_difference
+from metrics.llava_bench import LlavaBenchProtocol, parse_prompt, parse_score, reference_summary
 
 PREFIX, SUFFIX = "replies_", ".jsonl"
 
@@ -32,8 +33,6 @@ class _StubJudge:
         self.replies = replies
 
     def __call__(self, prompt: str, attempt: int = 0) -> str:
-        from metrics.llava_bench import parse_prompt
-
         parsed = parse_prompt(prompt)
         if parsed is None:
             raise ValueError("the scorer built a prompt that is not the LLaVA-Bench review layout")
@@ -54,8 +53,6 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _check(replies_path: Path, expected_path: Path, name: str) -> CaseResult:
-    from metrics.llava_bench import LlavaBenchProtocol, parse_score, reference_summary
-
     rows = _rows(replies_path)
     exp = json.loads(expected_path.read_text(encoding="utf-8"))
     want = exp["per_category"]

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from bench.parity import Case, CaseResult, case_name, first_difference
+from metrics.mmhal import MMHalProtocol, parse_prompt, parse_rating, reference_summary
 
 PREFIX, SUFFIX = "replies_", ".json"
 
@@ -35,8 +36,6 @@ class _StubJudge:
         self.replies = replies
 
     def __call__(self, prompt: str, attempt: int = 0) -> str:
-        from metrics.mmhal import parse_prompt
-
         parsed = parse_prompt(prompt)
         if parsed is None:
             raise ValueError("the scorer built a prompt that is not the MMHal template")
@@ -59,8 +58,6 @@ def _printed(metrics: dict, types: list[str]) -> dict:
 
 
 def _check(replies_path: Path, expected_path: Path, name: str) -> CaseResult:
-    from metrics.mmhal import MMHalProtocol, parse_rating, reference_summary
-
     replies = _contents(replies_path)
     exp = json.loads(expected_path.read_text(encoding="utf-8"))
     types = list(exp["question_types"])

@@ -6,6 +6,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.callable_module import make_callable
 
-make_callable(__name__)
+
+def _train_verb(*args: Any, **kwargs: Any) -> Any:
+    """``bench.train(...)`` = :func:`bench.api.train`."""
+    from bench.api import train  # on call only (start-up time): the API pulls in torch, the loop and the pipeline
+
+    return train(*args, **kwargs)
+
+
+make_callable(__name__, _train_verb)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.errors import BenchError
+
 LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Linear layers of llava-hf's CLIP vision tower and of the multimodal projector (``lora_vision``).
 CLIP_LINEARS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
@@ -101,6 +103,4 @@ class TrainConfig:
         need(self.save_every >= 0, f"save_every={self.save_every!r} must be >= 0")
         need(self.log_every >= 1, f"log_every={self.log_every!r} must be >= 1")
         if problems:
-            from bench.errors import BenchError
-
             raise BenchError("train: " + "; ".join(problems))

@@ -7,24 +7,19 @@ count is padded by repeating its first samples (as ``torch.utils.data.Distribute
 every process holds the same number of samples and the mean of the per-process gradients (what DDP
 computes) is the gradient of the mean loss over the global micro-batch. With one process nothing changes.
 
-Only the main process writes files; logged metrics are means over processes; a non-finite loss on any
-process stops every process (a lone ``raise`` would leave the others waiting in the next all-reduce).
+Only the main process (:func:`bench.runtime.is_main_process`) writes files; logged metrics are means over
+processes; a non-finite loss on any process stops every process (a lone ``raise`` would leave the others
+waiting in the next all-reduce).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
 
-
-def is_main_process() -> bool:
-    """True on the process that writes files: rank 0 under ``accelerate launch``/torchrun (the launcher's ``RANK``),
-    and always when not launched distributed. Reads the environment only, so it is safe before accelerate's shared
-    state exists (creating that state early would make a multi-process launch look single-process)."""
-    return int(os.environ.get("RANK", "0")) == 0
+from bench.runtime import is_main_process  # noqa: F401  (its home is bench.runtime; the loop calls it as dist.is_main_process)
 
 
 def shard(chunk: list[int], rank: int, world: int) -> list[int]:

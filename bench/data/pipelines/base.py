@@ -28,6 +28,7 @@ from bench.errors import BenchError
 from bench.feedback import AnnotationFeedback, FeedbackModel, ImageAnnotations
 from bench.io import append_jsonl, atomic_write_json, iter_jsonl, sha256_text, truncate_torn_tail
 
+from bench.data.pipelines.questions import object_questions
 from bench.data.pipelines.sources import AnnotationSet
 
 Generate = Callable[[list[str], list[str]], list[str]]
@@ -181,8 +182,6 @@ def run_pipeline(pipeline: Pipeline, source: AnnotationSet, opts: BuildOptions) 
         truncate_torn_tail(cache_path)
         for _, rec in iter_jsonl(cache_path, repair=True):
             done[str(rec["id"])] = rec["result"]
-    from bench.data.pipelines.questions import object_questions
-
     n_questions = int(pipeline.params(opts).get("questions", 0))
     items = []
     for ann in source.images:

@@ -27,8 +27,9 @@ import re
 
 from bench.data.pipelines.base import (BuildOptions, Item, Pipeline, dropped, image_ext, kept, place_image, usable)
 from bench.data.pipelines.sources import AnnotationSet
-from bench.feedback import FeedbackError, article
+from bench.feedback import FeedbackError
 from bench.io import atomic_write_json
+from bench.text import article
 
 
 def parse_yes_no(text: str) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 
 from bench.data.pipelines.sources import AnnotationSet
-from bench.feedback import FeedbackModel, ImageAnnotations, Review, article
+from bench.feedback import FeedbackModel, ImageAnnotations, Review
+from bench.text import article, find_mentions
 
 QUESTION = "Is there {article} {name} in the image?"  # POPE's template (article applied to the word only)
 _QUESTION_RE = re.compile(r"^\s*is there (?:a|an|any) (.+?) in the image\??\s*$", re.IGNORECASE)
@@ -71,8 +72,6 @@ def revised_answer(review: Review, answer: str) -> str:
 
 def ground_truth_answer(ann: ImageAnnotations, question: str) -> str | None:
     """"Yes"/"No" from the annotations (None when the question is not an object-existence question)."""
-    from bench.feedback import find_mentions
-
     obj = asked_object(question)
     if obj is None:
         return None

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError, DataError
-from bench.feedback import ImageAnnotations, find_mentions
-from bench.io import read_json
+from bench.feedback import ImageAnnotations
+from bench.io import iter_json_array, read_json
+from bench.text import find_mentions
+from bench.vocab import synonyms
 
 
 @dataclass
@@ -54,8 +56,6 @@ def _sample(items: list, limit: int | None, seed: int) -> list:
 
 def coco_source(root: str | Path, split: str = "train", limit: int | None = None, seed: int = 0,
                 captions: bool = True) -> AnnotationSet:
-    from metrics.chair_words import synonyms
-
     root = Path(root)
     inst_path = root / "coco" / "annotations" / f"instances_{split}2014.json"
     if not inst_path.exists():
@@ -89,8 +89,6 @@ def coco_source(root: str | Path, split: str = "train", limit: int | None = None
 
 def vg_source(root: str | Path, limit: int | None = None, seed: int = 0,
               image_ids: set[str] | None = None) -> AnnotationSet:
-    from bench.data.fetch import iter_json_array
-
     root = Path(root)
     meta_path, reg_path = root / "vg" / "image_data.json", root / "vg" / "region_descriptions.json"
     for p in (meta_path, reg_path):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from bench.models.family import FAMILIES, ModelFamily, unwrap
+from bench.models.llava import make_preprocessor
 
 
 def vision_layers_used(config: Any) -> int:
@@ -30,8 +31,6 @@ class LlavaFamily(ModelFamily):
     description = "LLaVA-1.5: vicuna_v1 template, pad-to-square, fixed image tokens"
 
     def make_preprocessor(self, processor: Any, config: Any, pad_square: bool = True):
-        from bench.models.llava import make_preprocessor
-
         return make_preprocessor(processor, config, pad_square=pad_square)
 
     def vision_lora_pattern(self, config: Any, clip_linears: list[str], projector_linears: list[str]) -> str:

@@ -1,0 +1,71 @@
+"""Where and how this process runs: device, dtype, rank / world size, and whether it is the main process.
+
+One home for these decisions, used by the CLI, the pipeline, the eval engine's callers and the training loop:
+
+* :func:`resolve_device` — ``auto`` → ``cuda`` when available, else ``cpu``; a device that is not there is a
+  one-line :class:`~bench.errors.BenchError`.
+* :func:`resolve_dtype` — ``auto`` → bfloat16 on CUDA, float32 elsewhere; :data:`DTYPES` names the choices.
+* :func:`is_main_process` — rank 0 under ``accelerate launch``/torchrun, from the launcher's ``RANK``
+  variable only (so it can be asked before accelerate's shared state exists; creating that state early would
+  make a multi-process launch look single-process). Only the main process writes run records and tables.
+* :func:`distributed_rank` — (rank, world size) of a data-parallel evaluation, initialising the process
+  group when ``WORLD_SIZE`` > 1.
+
+The training loop's collectives (sharding, means over processes, RNG states) stay in
+:mod:`bench.train.distributed`; they need an ``accelerate.Accelerator``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from bench.errors import BenchError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; an unavailable device is a one-line error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise BenchError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {device}: CUDA is not available here (torch {torch.__version__});"
+                             " use --device cpu or --device auto")
+        if index and int(index) >= torch.cuda.device_count():
+            raise BenchError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BenchError(f"--device {device}: MPS is not available here; use --device cpu")
+    return device
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """``auto`` → bfloat16 on CUDA, float32 elsewhere (CPU half precision is slow and changes outputs)."""
+    if name == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if name not in DTYPES:
+        raise BenchError(f"--dtype {name!r}: expected auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files: rank 0 under ``accelerate launch``/torchrun (the launcher's ``RANK``),
+    and always when not launched distributed. Reads the environment only, so it is safe before accelerate's shared
+    state exists (creating that state early would make a multi-process launch look single-process)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) under ``accelerate launch``/torchrun; initialises the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
