@@ -383,4 +383,4 @@ class ObjHalProtocol(Benchmark):
         }
 
 
-BENCHMARKS.add("objhal", ObjHalProtocol)
+BENCHMARKS.add(ObjHalProtocol)
