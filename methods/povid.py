@@ -50,6 +50,7 @@ import torch
 
 from bench.registry import METHODS
 from bench.train.config import TrainConfig
+from bench.train.loop import run_sequences
 from bench.train.method import ImageVariant, LogProbs, Method, Sequence, Stage, StepInputs
 from methods.dpo import CHOSEN, REJECTED, dpo_sigmoid_loss, dpo_stage_loss, reward_metrics
 
@@ -93,8 +94,6 @@ class PovidConfig:
 
 def noise_rejected_forward(inputs: StepInputs, cfg: PovidConfig) -> None:
     """Stage-2 hook: ``policy["noise_rejected"]`` and ``reference["noise_rejected"]`` (see module doc)."""
-    from bench.train.loop import run_sequences  # the loop imports bench.train.method; methods sit above both
-
     ctx = inputs.require_context("povid stage 2")
     if not 0 <= cfg.noise_step < NOISE_STEPS:
         raise ValueError(f"povid: noise_step must be in [0, {NOISE_STEPS}), got {cfg.noise_step}")
