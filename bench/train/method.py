@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar, ContextManager
 
 import torch
 
+from bench.data.formats import load_any
 from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError
 from bench.train.config import TrainConfig
@@ -200,8 +201,6 @@ class Method(abc.ABC):
         """Read a released data format (HA-DPO, POVID, HSA-DPO, OPA-DPO; recognised from the path) or our
         JSONL of PreferenceRecord into records (:func:`bench.data.formats.load_any`); the loop then
         applies :meth:`prepare_records`. ``cfg.data_seed`` (default 42) seeds formats that sample (HA-DPO)."""
-        from bench.data.formats import load_any
-
         return load_any(path, image_root=image_root, seed=getattr(cfg, "data_seed", 42))
 
     def default_data(self, data_root: Path) -> Path:
