@@ -17,7 +17,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from bench.io import sha256_text
 
@@ -63,7 +63,12 @@ class Benchmark(abc.ABC):
     """Base class of a benchmark protocol. Subclasses set the class attributes and two methods.
 
     Class attributes (the declaration; all of them enter :meth:`fingerprint`):
-      name, version, benchmark (family, e.g. ``pope``), description, generation, params.
+      name (the registry key: ``@BENCHMARKS.register`` reads it), version, benchmark (family, e.g. ``pope``),
+      description, generation, params; ``headline`` picks the leaderboard's columns.
+
+    Required: :meth:`items`, :meth:`score` (every scoring option is a declared keyword). Optional hooks, each
+    with a documented default: :meth:`data_files`, :meth:`missing_resources`, :meth:`paired_units`,
+    :meth:`sample_verdict`, :meth:`sample_rows`. Callers use these declarations, never probe for attributes.
     """
 
     name: ClassVar[str] = ""
@@ -99,6 +104,14 @@ class Benchmark(abc.ABC):
         :func:`select_items`; None = every item) — items outside it are neither scored nor reported
         missing; ``cache_dir`` where a judge-based protocol keeps its reply cache.
         """
+
+    # ------------------------------------------------------------------ paired differences from base
+    def paired_units(self, score: dict) -> tuple[dict[str, Any], Callable[[Any], dict]] | None:
+        """Per-unit (usually per-image) count arrays rebuilt from a score file's ``details``, and the statistic
+        of their sum — what :func:`bench.stats.paired_bootstrap_delta` needs for the leaderboard's and the run
+        summary's paired difference from base. Default None: the protocol offers no paired differences
+        (also the answer for a score file that predates the per-unit details)."""
+        return None
 
     # ------------------------------------------------------------------ per-sample logs
     def sample_verdict(self, detail: dict) -> dict:

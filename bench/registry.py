@@ -1,25 +1,43 @@
 """One generic registry type for every pluggable noun (methods, benchmarks, models, judges).
 
-In-tree entries register with a decorator::
+An entry declares its name once, as its ``name`` attribute, and registers under it::
 
-    @METHODS.register("dpo")
-    class DpoMethod: ...
+    @METHODS.register
+    class DpoMethod(Method):
+        name = "dpo"
 
-Third-party packages register through Python entry points in the groups ``bench.methods``,
-``bench.benchmarks``, ``bench.models`` and ``bench.judges``; an entry point's object is
-loaded lazily the first time a registry is listed or looked up and is registered under
-the entry point's name (unless it registered itself on import).
+Discovery: :func:`discover` imports every module of a package (``methods/`` and ``metrics/`` call it from
+their ``__init__``, so a new file there is found without editing any list), and third-party packages
+register through Python entry points in the groups ``bench.methods``, ``bench.benchmarks``,
+``bench.models`` and ``bench.judges`` (loaded lazily, the first time a registry is listed or looked up;
+the entry point's name must be the object's declared ``name``). Two entries declaring the same name are
+an error naming both, whichever way they were found.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from importlib import metadata
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar, overload
 
 from bench.errors import BenchError
 
 T = TypeVar("T")
+_UNSET: Any = object()
+
+
+def declared_name(obj: object) -> str | None:
+    """The name an entry declares (its ``name`` attribute), or None when it declares none."""
+    name = getattr(obj, "name", None)
+    return name if isinstance(name, str) and name else None
+
+
+def _where(obj: object) -> str:
+    """``module.Qualname`` of a class (or of an instance's class), for error messages."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class UnknownNameError(BenchError, KeyError):
@@ -38,19 +56,43 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._plugins_loaded = False
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator: register ``obj`` under ``name``. Re-registering a name is an error."""
+    @overload
+    def register(self, name_or_obj: str) -> Callable[[T], T]: ...
+
+    @overload
+    def register(self, name_or_obj: T) -> T: ...
+
+    def register(self, name_or_obj: Any) -> Any:
+        """Decorator. ``@REG.register`` registers the object under its declared ``name``; ``@REG.register("x")``
+        (for objects that declare no name) under ``"x"``. Re-registering a name is an error."""
+        if not isinstance(name_or_obj, str):
+            self.add(name_or_obj)
+            return name_or_obj
 
         def decorate(obj: T) -> T:
-            self.add(name, obj)
+            self.add(name_or_obj, obj)
             return obj
 
         return decorate
 
-    def add(self, name: str, obj: T) -> None:
+    def add(self, name_or_obj: Any, obj: Any = _UNSET) -> None:
+        """``add(obj)``: register under the object's declared ``name``; ``add(name, obj)``: under ``name``, which
+        must then equal the declared name when the object declares one. A name taken by another object is an
+        error naming both."""
+        if obj is _UNSET:
+            obj, name = name_or_obj, declared_name(name_or_obj)
+            if name is None:
+                raise BenchError(f"{self.kind} {_where(obj)} declares no name (set its `name` attribute)")
+        else:
+            name = name_or_obj
+            own = declared_name(obj)
+            if own is not None and own != name:
+                raise BenchError(f"{self.kind} {_where(obj)} declares name {own!r} but is registered as {name!r};"
+                                 " the declared name is the registry key")
         existing = self._entries.get(name)
         if existing is not None and existing is not obj:
-            raise BenchError(f"{self.kind} {name!r} is registered twice ({existing!r} and {obj!r})")
+            raise BenchError(f"{self.kind} name {name!r} is registered twice: by {_where(existing)} and by"
+                             f" {_where(obj)}; rename one of them")
         self._entries[name] = obj
 
     def _load_plugins(self) -> None:
@@ -58,16 +100,18 @@ class Registry(Generic[T]):
             return
         self._plugins_loaded = True
         for ep in metadata.entry_points(group=self.entry_point_group):
-            if ep.name in self._entries:
-                continue
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break the harness
                 raise BenchError(
                     f"plugin {ep.name!r} in entry-point group {self.entry_point_group!r} failed to load: {exc}"
                 ) from exc
-            if ep.name not in self._entries:
-                self.add(ep.name, obj)
+            own = declared_name(obj)
+            if own is not None and own != ep.name:
+                raise BenchError(f"plugin {ep.name!r} in entry-point group {self.entry_point_group!r} points at"
+                                 f" {_where(obj)}, which declares name {own!r}: the entry point's name must be"
+                                 " the declared name")
+            self.add(ep.name, obj)  # a plugin that registered itself on import is the same object: no error
 
     def get(self, name: str) -> T:
         self._load_plugins()
@@ -92,6 +136,16 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return [(n, self._entries[n]) for n in self.names()]
+
+
+def discover(package: str, path: Iterable[str]) -> list[str]:
+    """Import every module of ``package`` (a package's ``__name__`` and ``__path__``), in name order; modules
+    whose name starts with ``_`` are skipped. Each module registers what it defines on import. Returns the
+    module names imported. An import error propagates (a broken module must not vanish from ``bench list``)."""
+    names = sorted(m.name for m in pkgutil.iter_modules(list(path)) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
 
 
 def describe(obj: object) -> tuple[str, str]:

@@ -31,7 +31,7 @@ from bench.stats import paired_bootstrap_delta
 def _headline(protocol: str, metrics: dict) -> tuple[str, str, bool | None]:
     """(metric key, label, higher_is_better) of the protocol's first headline metric present in ``metrics``."""
     cls = BENCHMARKS.get(protocol) if protocol in BENCHMARKS else None
-    for key, (label, hib) in (getattr(cls, "headline", None) or {}).items():
+    for key, (label, hib) in (cls.headline if cls is not None else {}).items():
         if key in metrics:
             return key, str(label), bool(hib)
     key = next(iter(metrics), "")
@@ -40,7 +40,7 @@ def _headline(protocol: str, metrics: dict) -> tuple[str, str, bool | None]:
 
 def _delta(protocol: str, base_score: dict, score: dict, metric: str) -> list[float] | None:
     cls = BENCHMARKS.get(protocol) if protocol in BENCHMARKS else None
-    if cls is None or not hasattr(cls, "paired_units"):
+    if cls is None:
         return None
     if any(base_score.get(k) != score.get(k) for k in ("protocol", "version", "fingerprint")):
         return None

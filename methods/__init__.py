@@ -1,10 +1,7 @@
-"""Training methods: one module per method, each registering itself in ``bench.registry.METHODS``."""
+"""Training methods: one module per method, each registering its class in ``bench.registry.METHODS``
+(``@METHODS.register``, keyed by the class's ``name``). Every module of this package is imported
+(:func:`bench.registry.discover`): a new ``methods/<file>.py`` is found without editing a list."""
 
-import importlib
+from bench.registry import discover
 
-for _name in ("dpo", "ha_dpo", "povid", "hsa_dpo", "opa_dpo"):
-    try:
-        importlib.import_module(f"methods.{_name}")
-    except ModuleNotFoundError as exc:  # a method module not written yet
-        if exc.name != f"methods.{_name}":
-            raise
+discover(__name__, __path__)

@@ -64,7 +64,7 @@ def dpo_stage_loss(inputs: StepInputs, cfg: DpoConfig) -> tuple[torch.Tensor, di
     return losses.mean(), reward_metrics(cr, rr)
 
 
-@METHODS.register("dpo")
+@METHODS.register
 class DpoMethod(Method):
     """Plain sigmoid DPO baseline (β 0.1, LoRA, reference = adapters disabled)."""
 

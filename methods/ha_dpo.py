@@ -58,7 +58,7 @@ class HaDpoConfig:
         disable_dropout=True, cache_reference=True))
 
 
-@METHODS.register("ha-dpo")
+@METHODS.register
 class HaDpoMethod(Method):
     """DPO on HA-DPO data (POPE-style pairs + description pairs ×2), projector trained, dropout off."""
 

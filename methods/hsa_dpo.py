@@ -73,7 +73,7 @@ def hsa_dpo_loss(inputs: StepInputs, cfg: HsaDpoConfig) -> tuple[torch.Tensor, d
     return losses.mean(), reward_metrics(cr, rr)
 
 
-@METHODS.register("hsa-dpo")
+@METHODS.register
 class HsaDpoMethod(Method):
     """Severity-weighted DPO (rejected log-ratio × rejected_score), as Mr-Loevan/HSA-DPO."""
 

@@ -248,11 +248,12 @@ def token_weights(inputs: StepInputs, seq: str, kind: str, bos: bool = False) ->
     aligned with ``inputs.policy[seq]`` (checked against its token ids)."""
     lp = inputs.policy[seq]
     side = "own" if seq == "own" else "rev"
+    pre = inputs.require_context("opa-dpo token weights").pre
     out = torch.zeros_like(lp.logps)
     for i, rec in enumerate(inputs.records):
-        ids, score_w, error_w = response_pieces(inputs.extra["pre"], rec, side, bos)
+        ids, score_w, error_w = response_pieces(pre, rec, side, bos)
         n = int(lp.mask[i].sum())
-        expected = ids + [inputs.extra["pre"].tokenizer.eos_token_id]
+        expected = ids + [pre.tokenizer.eos_token_id]
         if n != len(expected) or lp.tokens[i, :n].tolist() != expected:
             raise BenchError(f"opa-dpo: sample {rec.id} ({seq}): token weights do not line up with the sequence"
                              f" ({len(expected)} weights for {n} tokens)")
@@ -326,7 +327,7 @@ def sft_examples(rec: PreferenceRecord) -> list[PreferenceRecord]:
             PreferenceRecord(f"{rec.id}/rev", rec.image, rec.question, rec.extra["revision"], rec.extra["revision"])]
 
 
-@METHODS.register("opa-dpo")
+@METHODS.register
 class OpaDpoMethod(Method):
     """OPA LoRA-SFT on y_gt + y_r, then the five-term DPO (own / revised / masked-image / anchor)."""
 

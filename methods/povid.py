@@ -50,6 +50,7 @@ import torch
 
 from bench.registry import METHODS
 from bench.train.config import TrainConfig
+from bench.train.loop import run_sequences
 from bench.train.method import ImageVariant, LogProbs, Method, Sequence, Stage, StepInputs
 from methods.dpo import CHOSEN, REJECTED, dpo_sigmoid_loss, dpo_stage_loss, reward_metrics
 
@@ -91,23 +92,21 @@ class PovidConfig:
         lora_alpha=256, lora_dropout=0.05, train_projector=False))
 
 
-def noise_rejected_forward(model, inputs: StepInputs, cfg: PovidConfig) -> None:
+def noise_rejected_forward(inputs: StepInputs, cfg: PovidConfig) -> None:
     """Stage-2 hook: ``policy["noise_rejected"]`` and ``reference["noise_rejected"]`` (see module doc)."""
-    from bench.train.loop import run_sequences
-
-    ex = inputs.extra
+    ctx = inputs.require_context("povid stage 2")
     if not 0 <= cfg.noise_step < NOISE_STEPS:
         raise ValueError(f"povid: noise_step must be in [0, {NOISE_STEPS}), got {cfg.noise_step}")
     noisy = Sequence("chosen_noised", CHOSEN.response, image=noised_variant(cfg.noise_step))
     clean = Sequence("chosen", CHOSEN.response)
-    args = (ex["pre"], inputs.records)
-    rest = (ex["cfg"], ex["seed"], ex["epoch"], ex["device"], ex["pad_id"])
+    model, records, fwd = ctx.model, inputs.records, ctx.forward
     with torch.no_grad():  # the policy's arg-max under noise (not differentiable anyway)
-        _, _, raw_noisy = run_sequences(model, *args, [noisy], *rest)
-    inputs.policy["noise_rejected"] = ex["raw"].rescore("chosen", raw_noisy.argmax_of("chosen_noised"))
-    with torch.no_grad(), ex["reference_mode"]():
-        _, _, ref_noisy = run_sequences(model, *args, [noisy], *rest)
-        ref, _, _ = run_sequences(model, *args, [clean], *rest, alt_targets=ref_noisy.argmax_of("chosen_noised"))
+        _, _, raw_noisy = run_sequences(model, records, [noisy], forward=fwd)
+    inputs.policy["noise_rejected"] = ctx.raw.rescore("chosen", raw_noisy.argmax_of("chosen_noised"))
+    with torch.no_grad(), ctx.reference_mode():
+        _, _, ref_noisy = run_sequences(model, records, [noisy], forward=fwd)
+        ref, _, _ = run_sequences(model, records, [clean], forward=fwd,
+                                  alt_targets=ref_noisy.argmax_of("chosen_noised"))
     inputs.reference["noise_rejected"] = ref["chosen"]
 
 
@@ -125,7 +124,7 @@ def povid_stage2_loss(inputs: StepInputs, cfg: PovidConfig) -> tuple[torch.Tenso
     return loss, metrics
 
 
-@METHODS.register("povid")
+@METHODS.register
 class PovidMethod(Method):
     """Two stages: DPO, then 0.5·DPO + 0.5·DPO against arg-max tokens under diffusion noise."""
 

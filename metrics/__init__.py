@@ -1,11 +1,7 @@
 """Benchmark scorers: one module per benchmark, each registering its protocols in
-``bench.registry.BENCHMARKS``."""
+``bench.registry.BENCHMARKS`` (keyed by each protocol's ``name``). Every module of this package is
+imported (:func:`bench.registry.discover`): a new ``metrics/<file>.py`` is found without editing a list."""
 
-import importlib
+from bench.registry import discover
 
-for _name in ("pope", "chair", "shr", "mhalubench", "mmhal", "llava_bench", "amber", "objhal", "objhal_gpt"):
-    try:
-        importlib.import_module(f"metrics.{_name}")
-    except ModuleNotFoundError as exc:  # a scorer module not written yet
-        if exc.name != f"metrics.{_name}":
-            raise
+discover(__name__, __path__)

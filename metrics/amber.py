@@ -627,10 +627,10 @@ def _register(decl: Mapping[str, Any]) -> type:
     attrs = {"name": decl["name"], "description": decl["description"], "__doc__": decl["description"],
              "params": {**AmberProtocol.params, **decl["params"]}, "headline": decl["headline"]}
     cls = type(f"Amber_{decl['name'].replace('-', '_')}", (AmberProtocol,), attrs)
-    BENCHMARKS.add(decl["name"], cls)
+    BENCHMARKS.add(cls)
     return cls
 
 
-BENCHMARKS.add("amber", AmberProtocol)
+BENCHMARKS.add(AmberProtocol)
 for _decl in DECLARATIONS:
     _register(_decl)

@@ -426,11 +426,11 @@ def _register(decl: Mapping[str, Any]) -> type:
              "generation": decl.get("generation", ChairProtocol.generation),
              "params": {**ChairProtocol.params, **decl["params"]}}
     cls = type(f"Chair_{decl['name'].replace('-', '_')}", (ChairProtocol,), attrs)
-    BENCHMARKS.add(decl["name"], cls)
+    BENCHMARKS.add(cls)
     return cls
 
 
-BENCHMARKS.add("chair", ChairProtocol)
+BENCHMARKS.add(ChairProtocol)
 for _decl in DECLARATIONS:
     _register(_decl)
 

@@ -410,5 +410,5 @@ class LlavaBenchAnnotationProtocol(LlavaBenchProtocol):
         return super().questions(data_root)
 
 
-BENCHMARKS.add("llava-bench", LlavaBenchProtocol)
-BENCHMARKS.add("llava-bench-annotation", LlavaBenchAnnotationProtocol)
+BENCHMARKS.add(LlavaBenchProtocol)
+BENCHMARKS.add(LlavaBenchAnnotationProtocol)

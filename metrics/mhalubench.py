@@ -441,7 +441,7 @@ _SETTING = ("checkpoint-only detector: image + claim(s) → label; no tool evide
             " OCR and web search are not reproducible offline), so not comparable with UniHD's tool rows")
 
 
-@BENCHMARKS.register("mhalubench")
+@BENCHMARKS.register
 class MHaluBench(MHaluBenchProtocol):
     """MHaluBench claim/segment-level detection, one question per claim (checkpoint as detector)."""
 
@@ -455,7 +455,7 @@ class MHaluBench(MHaluBenchProtocol):
               "setting": _SETTING}
 
 
-@BENCHMARKS.register("mhalubench-list")
+@BENCHMARKS.register
 class MHaluBenchList(MHaluBenchProtocol):
     """MHaluBench detection as UniHD's verifier asks it: all claims of a record at once, JSON answer."""
 

@@ -481,5 +481,5 @@ class MMHalAnnotationProtocol(MMHalProtocol):
         return super().questions(data_root)
 
 
-BENCHMARKS.add("mmhal", MMHalProtocol)
-BENCHMARKS.add("mmhal-annotation", MMHalAnnotationProtocol)
+BENCHMARKS.add(MMHalProtocol)
+BENCHMARKS.add(MMHalAnnotationProtocol)

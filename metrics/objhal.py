@@ -415,4 +415,4 @@ def summarise(records: Sequence[Mapping[str, Any]], *, n_boot: int = 1000, seed:
             "details": {"per_item": list(records)}}
 
 
-BENCHMARKS.add("objhal", ObjHalProtocol)
+BENCHMARKS.add(ObjHalProtocol)

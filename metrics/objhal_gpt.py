@@ -505,6 +505,6 @@ class ObjHalGptAnnotationProtocol(ObjHalGptNltkProtocol):
                 "recall": ("Object HalBench recall (annotation extractor)", True)}
 
 
-BENCHMARKS.add("objhal-gpt", ObjHalGptProtocol)
-BENCHMARKS.add("objhal-gpt-nltk", ObjHalGptNltkProtocol)
-BENCHMARKS.add("objhal-gpt-annotation", ObjHalGptAnnotationProtocol)
+BENCHMARKS.add(ObjHalGptProtocol)
+BENCHMARKS.add(ObjHalGptNltkProtocol)
+BENCHMARKS.add(ObjHalGptAnnotationProtocol)

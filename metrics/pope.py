@@ -496,7 +496,7 @@ def _params(version: str, parser: str = "official", suffix: str = "", **extra: A
             "report_rounding": "round", **extra}
 
 
-@BENCHMARKS.register("pope")
+@BENCHMARKS.register
 class Pope(PopeProtocol):
     """POPE v3 (3 splits, official parser, raw question, greedy, 512 new tokens; HA-DPO's evaluation)."""
 
@@ -507,7 +507,7 @@ class Pope(PopeProtocol):
     params = _params("v3")
 
 
-@BENCHMARKS.register("pope-v1")
+@BENCHMARKS.register
 class PopeV1(PopeProtocol):
     """POPE v1 (AoiDragon/POPE@e3e3926, the files LLaVA-1.5 used: 2910 random questions), official parser."""
 
@@ -518,7 +518,7 @@ class PopeV1(PopeProtocol):
     params = _params("v1")
 
 
-@BENCHMARKS.register("pope-llava15")
+@BENCHMARKS.register
 class PopeLlava15(PopeProtocol):
     """POPE as LLaVA-1.5 reports it: v1 files, one-word suffix, 128 tokens, mean F1 over the splits."""
 
@@ -531,7 +531,7 @@ class PopeLlava15(PopeProtocol):
                 "random/f1": ("POPE-rand F1", True)}
 
 
-@BENCHMARKS.register("pope-hadpo")
+@BENCHMARKS.register
 class PopeHadpo(PopeProtocol):
     """POPE as HA-DPO's README: v3, raw question, 512 tokens, official parser, per split, truncated to 2 dp."""
 
@@ -544,7 +544,7 @@ class PopeHadpo(PopeProtocol):
                                  " scores are stored at full precision, the leaderboard truncates")
 
 
-@BENCHMARKS.register("pope-opera")
+@BENCHMARKS.register
 class PopeOpera(PopeProtocol):
     """POPE with OPERA's parser (n't and NO count as no), raw question, 10 new tokens."""
 
@@ -555,7 +555,7 @@ class PopeOpera(PopeProtocol):
     params = _params("v3", parser="opera")
 
 
-@BENCHMARKS.register("pope-lmms")
+@BENCHMARKS.register
 class PopeLmms(PopeProtocol):
     """POPE as lmms-eval's pope_full: one-word suffix, exact yes/no match, 128 tokens, per split."""
 

@@ -724,5 +724,5 @@ class ShrAnnotationProtocol(ShrProtocol):
     headline = {"shr": ("SHR (annotation judge)", False)}
 
 
-BENCHMARKS.add("shr", ShrProtocol)
-BENCHMARKS.add("shr-annotation", ShrAnnotationProtocol)
+BENCHMARKS.add(ShrProtocol)
+BENCHMARKS.add(ShrAnnotationProtocol)

@@ -13,6 +13,7 @@ def _loss_and_grads(loader, records, checkpointing: bool):
     from bench.train.config import TrainConfig
     from bench.train.forward import llava_of
     from bench.train.loop import add_lora, disable_dropout, enable_gradient_checkpointing, run_sequences, set_trainable
+    from bench.train.method import ForwardContext
     from methods.dpo import CHOSEN, REJECTED
 
     cfg = TrainConfig(lora_r=4, lora_alpha=8, max_length=256)
@@ -37,7 +38,8 @@ def _loss_and_grads(loader, records, checkpointing: bool):
 
     mlp.forward = counted
     model.train()
-    lps, _, _ = run_sequences(model, pre, records, [CHOSEN, REJECTED], cfg, 0, 0, "cpu", pre.tokenizer.pad_token_id)
+    fwd = ForwardContext(pre=pre, cfg=cfg, seed=0, epoch=0, device="cpu", pad_id=pre.tokenizer.pad_token_id)
+    lps, _, _ = run_sequences(model, records, [CHOSEN, REJECTED], forward=fwd)
     margin = lps["chosen"].logps.sum(-1) - lps["rejected"].logps.sum(-1)
     loss = -torch.nn.functional.logsigmoid(0.1 * margin).mean()
     loss.backward()

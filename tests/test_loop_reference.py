@@ -5,6 +5,7 @@ current projector, recomputed every step."""
 
 import torch
 
+from bench.train.method import ForwardContext
 from methods.dpo import CHOSEN, REJECTED
 
 
@@ -19,8 +20,9 @@ def test_reference_mode_restores_the_starting_projector_and_disables_adapters(ti
     records = make_preference_records(2)
     base, pre = tiny_llava_loader()
     with torch.no_grad():
-        start, _, _ = run_sequences(base, pre, records, [CHOSEN, REJECTED], TrainConfig(max_length=256), 0, 0, "cpu",
-                                    pre.tokenizer.pad_token_id)
+        start, _, _ = run_sequences(base, records, [CHOSEN, REJECTED],
+                                    forward=ForwardContext(pre=pre, cfg=TrainConfig(max_length=256), seed=0, epoch=0,
+                                                           device="cpu", pad_id=pre.tokenizer.pad_token_id))
     cfg = TrainConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, max_length=256, train_projector=True)
     model = add_lora(base, cfg)
     set_trainable(model, cfg)
@@ -33,14 +35,15 @@ def test_reference_mode_restores_the_starting_projector_and_disables_adapters(ti
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.fill_(0.05)
-    args = (pre, records, [CHOSEN, REJECTED], cfg, 0, 0, "cpu", pre.tokenizer.pad_token_id)
+    args = (records, [CHOSEN, REJECTED])
+    fwd = ForwardContext(pre=pre, cfg=cfg, seed=0, epoch=0, device="cpu", pad_id=pre.tokenizer.pad_token_id)
     with torch.no_grad():
-        moved, _, _ = run_sequences(model, *args)
+        moved, _, _ = run_sequences(model, *args, forward=fwd)
         with ReferenceMode(model, frozen):
-            ref, _, _ = run_sequences(model, *args)
+            ref, _, _ = run_sequences(model, *args, forward=fwd)
         with ReferenceMode(model):  # adapters off only: still the trained projector
-            adapters_only, _, _ = run_sequences(model, *args)
-        again, _, _ = run_sequences(model, *args)
+            adapters_only, _, _ = run_sequences(model, *args, forward=fwd)
+        again, _, _ = run_sequences(model, *args, forward=fwd)
     for name in ("chosen", "rejected"):
         assert torch.allclose(ref[name].logps, start[name].logps, atol=1e-6)
         assert not torch.allclose(adapters_only[name].logps, start[name].logps, atol=1e-4)
@@ -66,14 +69,13 @@ def _reference_trace(loader, records, tmp_path, reference_projector: str):
             (stage,) = super().stages(cfg)
 
             def loss(inputs, mcfg):
-                model, c = inputs.extra["model"], inputs.extra["cfg"]
+                model, c = inputs.context.model, inputs.context.forward.cfg
                 order = [r.id for r in inputs.records]
                 recs = sorted(inputs.records, key=lambda r: r.id)
+                fwd = ForwardContext(pre=pre, cfg=c, seed=0, epoch=0, device="cpu", pad_id=pre.tokenizer.pad_token_id)
                 with torch.no_grad(), adapters_off(model):
-                    seed_ref, _, _ = run_sequences(model, pre, recs, [CHOSEN, REJECTED], c, 0, 0, "cpu",
-                                                   pre.tokenizer.pad_token_id)
-                    start_ref, _, _ = run_sequences(start_model, pre, recs, [CHOSEN, REJECTED], c, 0, 0, "cpu",
-                                                    pre.tokenizer.pad_token_id)
+                    seed_ref, _, _ = run_sequences(model, recs, [CHOSEN, REJECTED], forward=fwd)
+                    start_ref, _, _ = run_sequences(start_model, recs, [CHOSEN, REJECTED], forward=fwd)
                 perm = [order.index(r.id) for r in recs]
                 got = {k: inputs.reference[k].sum()[perm] for k in ("chosen", "rejected")}
                 trace.append((got, {k: v.sum() for k, v in seed_ref.items()}, {k: v.sum() for k, v in start_ref.items()}))

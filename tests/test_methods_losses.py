@@ -8,7 +8,8 @@ import torch
 import methods  # noqa: F401  (registers the in-tree methods)
 from bench.data.preference import PreferenceRecord
 from bench.registry import METHODS
-from bench.train.method import LogProbs, StepInputs
+from bench.train.config import TrainConfig
+from bench.train.method import ForwardContext, LogProbs, StepContext, StepInputs
 
 
 def lp(rows, tokens=None):
@@ -23,6 +24,12 @@ def lp(rows, tokens=None):
         if tokens is not None:
             toks[i, : len(r)] = torch.tensor(tokens[i])
     return LogProbs(logps, mask, toks)
+
+
+def pre_context(pre) -> StepContext:
+    """A step context that carries only a preprocessor (what OPA-DPO's token weights read)."""
+    fwd = ForwardContext(pre=pre, cfg=TrainConfig(), seed=0, epoch=0, device="cpu", pad_id=0)
+    return StepContext(model=None, forward=fwd, encoded=None, raw=None, reference_mode=None)
 
 
 def nls(x: float) -> float:
@@ -164,7 +171,7 @@ def _opa_inputs(policy_vals, ref_vals):
     toks["rev_masked"] = toks["rev"]
     policy = {k: lp(v, toks.get(k)) for k, v in policy_vals.items()}
     ref = {k: lp(v, toks.get(k)) for k, v in ref_vals.items()}
-    return StepInputs([r1, r2], policy, ref, extra={"pre": StubPre})
+    return StepInputs([r1, r2], policy, ref, pre_context(StubPre))
 
 
 # per-token log-probs; lengths: gt 3 / 2, own 5 / 2, rev 6 / 3 (tokens + </s>)
@@ -302,7 +309,7 @@ def test_opa_bos_log_ratio_cancels_in_the_paired_terms_but_not_in_the_masked_ter
             pol[k] = [[-1.0] + row for row in P[k]]
         ref = {k: [[-1.0] + row for row in v] for k, v in R.items()}
         return StepInputs([r1, r2], {k: lp(v, toks.get(k)) for k, v in pol.items()},
-                          {k: lp(v, toks.get(k)) for k, v in ref.items()}, extra={"pre": StubPreBos})
+                          {k: lp(v, toks.get(k)) for k, v in ref.items()}, pre_context(StubPreBos))
 
     cfg = OpaDpoConfig()
     assert cfg.response_bos

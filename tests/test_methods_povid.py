@@ -11,7 +11,7 @@ def test_noise_rejected_is_the_argmax_under_noise_scored_on_the_clean_image(tiny
                                                                             make_preference_records):
     from bench.train.config import TrainConfig
     from bench.train.loop import ReferenceMode, add_lora, disable_dropout, pixel_values_for, run_sequences
-    from bench.train.method import Sequence, StepInputs
+    from bench.train.method import ForwardContext, Sequence, StepContext, StepInputs
     from methods.dpo import CHOSEN, REJECTED
     from methods.povid import PovidConfig, noise_rejected_forward, noised_variant
 
@@ -25,22 +25,21 @@ def test_noise_rejected_is_the_argmax_under_noise_scored_on_the_clean_image(tiny
             if "lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))) * 0.2)
     pad = pre.tokenizer.pad_token_id
-    ctx = (cfg, 0, 1, "cpu", pad)  # seed 0, epoch 1
-    policy, enc, raw = run_sequences(model, pre, records, [CHOSEN, REJECTED], *ctx)
-    inputs = StepInputs(records, policy, {}, extra={"raw": raw, "pre": pre, "cfg": cfg, "seed": 0, "epoch": 1,
-                                                    "device": "cpu", "pad_id": pad,
-                                                    "reference_mode": lambda: ReferenceMode(model)})
-    noise_rejected_forward(model, inputs, PovidConfig())
+    fwd = ForwardContext(pre=pre, cfg=cfg, seed=0, epoch=1, device="cpu", pad_id=pad)
+    policy, enc, raw = run_sequences(model, records, [CHOSEN, REJECTED], forward=fwd)
+    inputs = StepInputs(records, policy, {}, StepContext(model=model, forward=fwd, encoded=enc, raw=raw,
+                                                         reference_mode=lambda: ReferenceMode(model)))
+    noise_rejected_forward(inputs, PovidConfig())
     got_policy, got_ref = inputs.policy["noise_rejected"], inputs.reference["noise_rejected"]
     assert got_policy.logps.requires_grad and not got_ref.logps.requires_grad
 
     noisy = Sequence("chosen_noised", CHOSEN.response, image=noised_variant(500))
     with torch.no_grad():
-        _, _, pol_noisy = run_sequences(model, pre, records, [noisy], *ctx)
-        want, _, _ = run_sequences(model, pre, records, [CHOSEN], *ctx, alt_targets=pol_noisy.argmax_of("chosen_noised"))
+        _, _, pol_noisy = run_sequences(model, records, [noisy], forward=fwd)
+        want, _, _ = run_sequences(model, records, [CHOSEN], forward=fwd, alt_targets=pol_noisy.argmax_of("chosen_noised"))
         with model.disable_adapter():
-            _, _, ref_noisy = run_sequences(model, pre, records, [noisy], *ctx)
-            want_ref, _, _ = run_sequences(model, pre, records, [CHOSEN], *ctx,
+            _, _, ref_noisy = run_sequences(model, records, [noisy], forward=fwd)
+            want_ref, _, _ = run_sequences(model, records, [CHOSEN], forward=fwd,
                                            alt_targets=ref_noisy.argmax_of("chosen_noised"))
     for got, exp in ((got_policy, want["chosen"]), (got_ref, want_ref["chosen"])):
         assert torch.equal(got.mask, exp.mask) and torch.equal(got.tokens, exp.tokens)

@@ -193,7 +193,7 @@ def test_dpo_loss_and_lora_gradients_equal_trl_dpo_trainer(family, next_dir, nex
 
     from bench.train.config import TrainConfig
     from bench.train.loop import add_lora, adapters_off, disable_dropout, encode, run_sequences
-    from bench.train.method import StepInputs
+    from bench.train.method import ForwardContext, StepInputs
     from methods.dpo import CHOSEN, REJECTED, DpoConfig, dpo_stage_loss
 
     beta = 0.1
@@ -209,9 +209,10 @@ def test_dpo_loss_and_lora_gradients_equal_trl_dpo_trainer(family, next_dir, nex
     lora_state = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     pad_id = pre.tokenizer.pad_token_id
     model.train()
-    policy, _, _ = run_sequences(model, pre, records, [CHOSEN, REJECTED], cfg, 0, 0, "cpu", pad_id)
+    fwd = ForwardContext(pre=pre, cfg=cfg, seed=0, epoch=0, device="cpu", pad_id=pad_id)
+    policy, _, _ = run_sequences(model, records, [CHOSEN, REJECTED], forward=fwd)
     with torch.no_grad(), adapters_off(model):
-        reference, _, _ = run_sequences(model, pre, records, [CHOSEN, REJECTED], cfg, 0, 0, "cpu", pad_id)
+        reference, _, _ = run_sequences(model, records, [CHOSEN, REJECTED], forward=fwd)
     loss, metrics = dpo_stage_loss(StepInputs(records, policy, reference), DpoConfig(beta=beta))
     loss.backward()
     ours = {n: p.grad.detach().clone() for n, p in model.named_parameters() if "lora_" in n}

@@ -485,11 +485,10 @@ def test_yes_no_answers_become_claims_and_ground_truth_comes_from_the_annotation
 @pytest.mark.parametrize("name", ["povid", "hsa-dpo", "opa-dpo"])
 def test_question_items_make_no_over_yes_pairs_that_the_method_loaders_read(name, source, tmp_path):
     from bench.data.formats import load_any
-    from bench.data.method_data import PIPELINE_OUTPUT
 
     summary = _build(name, source, tmp_path, params={"questions": 1})
     assert summary["items"] == 2 * len(source.images)
-    records = load_any(tmp_path / PIPELINE_OUTPUT[name])
+    records = load_any(tmp_path / PIPELINES.get(name).output)
     qa = [r for r in records if r.question.startswith("Is there")]
     assert qa, "no yes/no records"
     for r in qa:

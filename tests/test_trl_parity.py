@@ -36,7 +36,7 @@ def test_dpo_loss_rewards_and_lora_gradients_equal_trl_dpo_trainer(tiny_llava_lo
     from trl import DPOConfig, DPOTrainer
 
     from bench.train.loop import adapters_off, encode, run_sequences
-    from bench.train.method import StepInputs
+    from bench.train.method import ForwardContext, StepInputs
     from methods.dpo import CHOSEN, REJECTED, DpoConfig, dpo_stage_loss
 
     records = make_preference_records(3)
@@ -46,9 +46,10 @@ def test_dpo_loss_rewards_and_lora_gradients_equal_trl_dpo_trainer(tiny_llava_lo
 
     # ---- ours
     model.train()
-    policy, _, _ = run_sequences(model, pre, records, [CHOSEN, REJECTED], cfg, 0, 0, "cpu", pad_id)
+    fwd = ForwardContext(pre=pre, cfg=cfg, seed=0, epoch=0, device="cpu", pad_id=pad_id)
+    policy, _, _ = run_sequences(model, records, [CHOSEN, REJECTED], forward=fwd)
     with torch.no_grad(), adapters_off(model):
-        reference, _, _ = run_sequences(model, pre, records, [CHOSEN, REJECTED], cfg, 0, 0, "cpu", pad_id)
+        reference, _, _ = run_sequences(model, records, [CHOSEN, REJECTED], forward=fwd)
     loss, metrics = dpo_stage_loss(StepInputs(records, policy, reference), DpoConfig(beta=BETA))
     loss.backward()
     ours = {n: p.grad.detach().clone() for n, p in model.named_parameters() if "lora_" in n}

@@ -85,7 +85,7 @@ def cmd_build(args) -> int:
     pipeline = PIPELINES.get(method)()
     generate, gid, entry = None, "none", None
     if pipeline.needs_model:
-        sample = method == "opa-dpo" if args.sample is None else args.sample
+        sample = pipeline.sample_rollouts if args.sample is None else args.sample
         temperature = args.temperature if args.temperature is not None else 1.0
         generate, gid, entry = model_generate(args.model, args.adapter, args.device, args.max_new_tokens, sample,
                                               temperature, args.batch_size, args.dtype, args.seed)
@@ -125,7 +125,7 @@ def cmd_build(args) -> int:
 def add_build_parser(dsub) -> None:
     """The ``data build`` sub-command's arguments (called from :func:`bench.cli.build_parser`)."""
     db = dsub.add_parser("build", help="build a method's preference data with its pipeline (model + feedback)")
-    db.add_argument("method", help="ha-dpo | povid | hsa-dpo | opa-dpo")
+    db.add_argument("method", help="the method whose pipeline builds the data (bench.data.pipelines: one per method)")
     db.add_argument("--model", default="tiny-llava", help="checkpoint that generates (registered name or llava-hf dir)")
     db.add_argument("--adapter", default=None, help="loop checkpoint / peft adapter applied to --model")
     db.add_argument("--out", required=True)
@@ -144,7 +144,8 @@ def add_build_parser(dsub) -> None:
     db.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     db.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=512)
     db.add_argument("--sample", dest="sample", action="store_true", default=None,
-                    help="sample instead of greedy (default: sampling for opa-dpo, greedy otherwise)")
+                    help="sample instead of greedy (default: the pipeline's choice — sampled on-policy rollouts where it"
+                         " declares sample_rollouts, greedy otherwise)")
     db.add_argument("--greedy", dest="sample", action="store_false")
     db.add_argument("--temperature", type=float, default=None)
     db.add_argument("--images", default="link", choices=["link", "copy"], help="hard-link (default) or copy images")

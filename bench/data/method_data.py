@@ -14,7 +14,8 @@ offline annotation-grounded feedback model (:class:`bench.feedback.AnnotationFee
   (the comparison HSA-DPO's paper makes: same pairs, with and without severity weighting).
 
 Which pipeline a method uses is the method's ``data_pipeline`` attribute (``None``: no pipeline; the
-bundled method-agnostic pairs are used). Output goes to ``OUT/<model>/_data/<pipeline>/`` with the
+bundled method-agnostic pairs are used); the pipeline declares the file its method's loader reads
+(``Pipeline.output``) and whether the model's generations are sampled (``Pipeline.sample_rollouts``). Output goes to ``OUT/<model>/_data/<pipeline>/`` with the
 pipeline's ``summary.json`` and per-item cache (a rerun reuses it; another base checkpoint does not).
 For the 7B/13B models, pass the released data with ``--data`` (``bench data fetch <method>-data``).
 """
@@ -28,10 +29,6 @@ from bench.data.pipelines import PIPELINES, BuildOptions, load_source, run_pipel
 from bench.eval.generate import model_generate
 from bench.feedback import AnnotationFeedback
 
-# the file of each pipeline's released format that the method's loader reads
-PIPELINE_OUTPUT = {"ha-dpo": "desc_data.json", "povid": "povid_preference.json",
-                   "hsa-dpo": "hsa_dpo_preference.jsonl", "opa-dpo": "opadpo_data.jsonl"}
-
 
 def build_method_data(pipeline_name: str, entry: Any, data_root: Path, out_dir: Path, seed: int, device: str,
                       progress: bool = False) -> tuple[Path, dict]:
@@ -44,11 +41,11 @@ def build_method_data(pipeline_name: str, entry: Any, data_root: Path, out_dir: 
     batch = int(spec.get("batch_size", 8))
     generate, gid = None, "none"
     if pipeline.needs_model:
-        sample = pipeline_name == "opa-dpo"  # on-policy rollouts are sampled, as OPA-DPO's are
         ref = getattr(entry, "ref", entry.name)  # what resolves back to this entry (a local folder's path)
-        generate, gid, _ = model_generate(ref, None, device, int(spec.get("max_new_tokens", 512)), sample,
+        generate, gid, _ = model_generate(ref, None, device, int(spec.get("max_new_tokens", 512)),
+                                          pipeline.sample_rollouts,
                                           float(spec.get("temperature", 1.0)), batch, "float32", seed)
     opts = BuildOptions(out=Path(out_dir), feedback=feedback, generate=generate, generator_id=gid, seed=seed,
                         batch_size=batch, progress=progress, params=dict(spec.get("params", {})))
     summary = run_pipeline(pipeline, source, opts)
-    return Path(out_dir) / PIPELINE_OUTPUT[pipeline_name], summary
+    return Path(out_dir) / pipeline.output, summary

@@ -275,10 +275,10 @@ def collect(out: str | Path) -> Table:
         (_, version, fingerprint), = seen[name].keys()
         cls = _registered(base_protocol(name))
         reg_fp = cls.fingerprint() if cls is not None else None
-        rounding = (getattr(cls, "params", None) or {}).get("report_rounding") if cls is not None else None
+        rounding = cls.params.get("report_rounding") if cls is not None else None
         proto = Protocol(name, families[name], version, fingerprint, cls is not None, reg_fp, rounding)
         protocols[name] = proto
-        headline = dict(getattr(cls, "headline", None) or {}) if cls is not None else {}
+        headline = dict(cls.headline) if cls is not None else {}
         if cls is None:
             notes.append(f"protocol {name} is not registered here: all its metrics are shown")
         elif not headline:
@@ -316,11 +316,13 @@ def collect(out: str | Path) -> Table:
 def _paired_deltas(rows: list[Row], columns: list[Column], scores: dict[tuple[str, str], dict]) -> None:
     """Fill ``Cell.delta`` of every non-base row: the difference from its model's ``base`` row, with a paired
     bootstrap CI over the images both scored (:func:`bench.stats.paired_bootstrap_delta`, 1000 resamples,
-    seed 0), for protocols whose class can rebuild per-image counts (``paired_units``)."""
+    seed 0), for protocols whose class can rebuild per-image counts (:meth:`bench.benchmark.Benchmark.paired_units`
+    returns them; its default, None, means no paired difference)."""
+
     base = {r.model: r for r in rows if r.method == "base"}
     for proto in sorted({c.protocol for c in columns}):
         cls = _registered(base_protocol(proto))
-        if cls is None or not hasattr(cls, "paired_units"):
+        if cls is None:
             continue
         bench = cls()
         metric_cols = [c for c in columns if c.protocol == proto]

@@ -36,7 +36,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -50,7 +50,7 @@ from bench.models.llava import IGNORE_INDEX, LlavaPreprocessor, load_image
 from bench.train import distributed as dist
 from bench.train.config import CLIP_LINEARS, PROJECTOR_LINEARS, TrainConfig
 from bench.train.forward import EncodedBatch, llava_of, pad_batch, sequence_logps, supervised_logps
-from bench.train.method import LogProbs, Method, Sequence, Stage, StepInputs
+from bench.train.method import ForwardContext, LogProbs, Method, Sequence, Stage, StepContext, StepInputs
 from bench.train.trackers import check_trackers, parse_log_with
 
 
@@ -302,12 +302,16 @@ class RawForward:
         return _gather(sub, lp, tg, [name], self.n_records, self.hidden.device)[name]
 
 
-def run_sequences(model, pre, records, sequences, cfg, seed, epoch, device, pad_id, alt_targets=None):
-    """Per-token log-probs of ``sequences`` for ``records`` (one forward); ``alt_targets`` as in forward.py.
+def run_sequences(model: torch.nn.Module, records: list[PreferenceRecord], sequences: list[Sequence], *,
+                  forward: ForwardContext, alt_targets: list[torch.Tensor] | None = None
+                  ) -> tuple[dict[str, LogProbs], Encoded, RawForward]:
+    """Per-token log-probs of ``sequences`` for ``records`` (one forward, run as ``forward`` says: preprocessor,
+    stage config, seed and epoch of the image variants, device, pad id); ``alt_targets`` as in forward.py.
 
     Returns ({name: LogProbs}, Encoded, RawForward)."""
-    enc = encode(pre, records, sequences, cfg, seed, epoch)
-    batch = pad_batch(enc.seqs, pad_id, enc.image_index)
+    enc = encode(forward.pre, records, sequences, forward.cfg, forward.seed, forward.epoch)
+    batch = pad_batch(enc.seqs, forward.pad_id, enc.image_index)
+    device = forward.device
     batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
     extra = {k: v.to(device) for k, v in enc.image_extra.items()}
     lp, tg, am, hidden = sequence_logps(model, batch, enc.pixels.to(device), alt_targets=alt_targets,
@@ -361,9 +365,11 @@ def _stack_cached(cache: ReferenceCache, records, seq_names, device) -> dict[str
     return out
 
 
-def _reference(model, pre, records, stage, cfg, seed, epoch, device, pad_id, cache: ReferenceCache | None,
-               ref_mode=None):
-    ref_seqs = [s for s in stage.sequences if s.with_reference]
+def _reference(model: torch.nn.Module, records: list[PreferenceRecord], sequences: list[Sequence],
+               forward: ForwardContext, cache: ReferenceCache | None, ref_mode=None) -> dict[str, LogProbs]:
+    """Reference log-probs of the ``with_reference`` sequences: fixed image variants from ``cache`` (computed
+    and stored when missing), the others online, inside ``ref_mode()`` (default: adapters off)."""
+    ref_seqs = [s for s in sequences if s.with_reference]
     cacheable = [s for s in ref_seqs if s.image.fixed] if cache is not None else []
     online = [s for s in ref_seqs if s not in cacheable]
     out: dict[str, LogProbs] = {}
@@ -371,13 +377,13 @@ def _reference(model, pre, records, stage, cfg, seed, epoch, device, pad_id, cac
     todo = online + missing
     if todo:
         with torch.no_grad(), (ref_mode() if ref_mode is not None else _adapters_off(model)):
-            lps, enc, raw = run_sequences(model, pre, records, todo, cfg, seed, epoch, device, pad_id)
+            lps, enc, raw = run_sequences(model, records, todo, forward=forward)
         out.update(lps)
         for row, (i, name) in enumerate(enc.keys):
             if any(s.name == name for s in missing):
                 cache.put(records[i].id, name, raw.logps[row])
     if cacheable:
-        out.update(_stack_cached(cache, records, [s.name for s in cacheable], device))
+        out.update(_stack_cached(cache, records, [s.name for s in cacheable], device=forward.device))
     return out
 
 
@@ -500,13 +506,84 @@ def _peak_memory(device: str) -> dict[str, float]:
     return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
 
 
-def train_stage(
-    method: Method, stage: Stage, mcfg: Any, model: torch.nn.Module, pre: LlavaPreprocessor,
-    records: list[PreferenceRecord], stage_dir: Path, seed: int, resume: bool, device: str = "cpu",
-    progress: bool = True, start_fingerprint: str = "",
-) -> dict:
-    """Train one stage in place on ``model`` (a fresh PeftModel); returns a summary dict (the last logged
-    row, metrics averaged over processes)."""
+# ------------------------------------------------------------------------------------ one stage, recipe-style
+# train_stage reads like a torchtune recipe: setup_stage → restore_or_start → precompute_reference →
+# train_step (× steps, with log_step and save_checkpoint) → finish_stage. The global torch RNG is consumed
+# only by forwards (dropout), in the same order as before the split: reference pre-compute in eval mode,
+# then per micro-batch the policy forward, the reference forward, the extra forwards.
+
+@dataclasses.dataclass
+class StageRun:
+    """One stage's training state: built by :func:`setup_stage`, read by the step and checkpoint functions."""
+
+    method: Method
+    stage: Stage
+    mcfg: Any
+    cfg: TrainConfig
+    model: torch.nn.Module
+    pre: Any
+    records: list[PreferenceRecord]
+    stage_dir: Path
+    seed: int
+    device: str
+    accelerator: Any
+    policy_forward: torch.nn.Module  # PolicyForward, prepared by accelerate
+    params: list[torch.nn.Parameter]
+    opt: Any
+    sched: Any
+    steps: int
+    pad_id: int
+    fingerprint: str
+    cache: ReferenceCache | None
+    ref_mode: Callable[[], ReferenceMode]
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def state_path(self) -> Path:
+        return self.stage_dir / "state.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.stage_dir / "log.jsonl"
+
+    def forward_context(self, epoch: int) -> ForwardContext:
+        return ForwardContext(pre=self.pre, cfg=self.cfg, seed=self.seed, epoch=epoch, device=self.device,
+                              pad_id=self.pad_id)
+
+
+def prepare_model(model: torch.nn.Module, cfg: TrainConfig, stage: Stage) -> tuple[Callable[[], ReferenceMode], bool]:
+    """Dropout, trainable parameters, gradient checkpointing; returns (the reference-mode factory, whether the
+    reference moves with the trained projector — ``reference_projector="policy"``: no frozen copy, no cache)."""
+    if cfg.disable_dropout:
+        disable_dropout(model)
+    set_trainable(model, cfg)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    _check_loop_options(cfg)
+    moving_reference = cfg.train_projector and cfg.reference_projector == "policy"
+    frozen_projector = None
+    if cfg.train_projector and stage.kind == "preference" and not moving_reference:
+        frozen_projector = copy.deepcopy(family_of(model).projector(model)).requires_grad_(False)
+    return (lambda: ReferenceMode(model, frozen_projector)), moving_reference
+
+
+def setup_stage(method: Method, stage: Stage, mcfg: Any, model: torch.nn.Module, pre: Any,
+                records: list[PreferenceRecord], stage_dir: Path, seed: int, device: str,
+                start_fingerprint: str = "") -> StageRun:
+    """Setup: the stage's records (``Stage.expand``) checked before any step, the accelerator, the model
+    (:func:`prepare_model`), AdamW and the cosine schedule (in ``scheduler_step_every`` units) prepared by
+    accelerate, the stage fingerprint and the reference cache."""
     from transformers import get_cosine_schedule_with_warmup
 
     cfg: TrainConfig = getattr(mcfg, stage.config_key)
@@ -514,141 +591,179 @@ def train_stage(
         records = [r2 for r in records for r2 in stage.expand(r)]
     check_inputs(pre, records, stage.sequences, cfg)
     accelerator = make_accelerator(cfg, device, stage_dir)
-    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
-    if main:
+    if accelerator.is_main_process:
         stage_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.disable_dropout:
-        disable_dropout(model)
-    set_trainable(model, cfg)
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    _check_loop_options(cfg)
-    # the reference moves with the trained projector under reference_projector="policy": no frozen copy, no cache
-    moving_reference = cfg.train_projector and cfg.reference_projector == "policy"
-    frozen_projector = None
-    if cfg.train_projector and stage.kind == "preference" and not moving_reference:
-        frozen_projector = copy.deepcopy(family_of(model).projector(model)).requires_grad_(False)
-    ref_mode = lambda: ReferenceMode(model, frozen_projector)  # noqa: E731
+    ref_mode, moving_reference = prepare_model(model, cfg, stage)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise BenchError(f"stage {stage.name}: no trainable parameters")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = total_steps(len(records), cfg, world)
+    steps = total_steps(len(records), cfg, accelerator.num_processes)
     sched_steps = math.ceil(steps / cfg.scheduler_step_every)  # the schedule's own unit (scheduler_step_every)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * sched_steps)
     sched = get_cosine_schedule_with_warmup(opt, warmup, sched_steps)
     policy_forward, opt, sched = accelerator.prepare(PolicyForward(model), opt, sched)
     pad_id = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
-
     fp = stage_fingerprint(records, mcfg, stage, seed, start_fingerprint)
     cache = (ReferenceCache(stage_dir / "ref_logps.safetensors", fp)
              if (cfg.cache_reference and stage.kind == "preference" and not moving_reference) else None)
+    return StageRun(method, stage, mcfg, cfg, model, pre, records, stage_dir, seed, device, accelerator,
+                    policy_forward, params, opt, sched, steps, pad_id, fp, cache, ref_mode)
 
-    start_step, state_path, log_path = 0, stage_dir / "state.pt", stage_dir / "log.jsonl"
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        if state.get("fingerprint") != fp:
-            raise BenchError(f"{state_path}: checkpoint belongs to other data/config; remove it or drop --resume")
-        model.load_state_dict(state["trainable"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        dist.restore_rng_state(state["rng"], rank, world)
-        start_step = state["step"]
-        if main:
-            _truncate_log(log_path, start_step)
-    elif main and log_path.exists():
-        log_path.unlink()
+
+def restore_or_start(run: StageRun, resume: bool) -> int:
+    """Checkpoint, read side: with ``resume`` and a saved state of this stage's fingerprint, restore the
+    trainable weights, optimizer, scheduler and every process's RNG and return its step; otherwise start at
+    step 0 with an empty log."""
+    if resume and run.state_path.exists():
+        state = torch.load(run.state_path, weights_only=False)
+        if state.get("fingerprint") != run.fingerprint:
+            raise BenchError(f"{run.state_path}: checkpoint belongs to other data/config; remove it or drop --resume")
+        run.model.load_state_dict(state["trainable"], strict=False)
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+        dist.restore_rng_state(state["rng"], run.rank, run.world)
+        if run.main:
+            _truncate_log(run.log_path, state["step"])
+        return state["step"]
+    if run.main and run.log_path.exists():
+        run.log_path.unlink()
+    return 0
+
+
+def precompute_reference(run: StageRun) -> None:
+    """Reference pre-compute: the cached reference log-probs of every record's fixed image variants, once for
+    the whole data set (epochs 2+ and reruns read them from ``ref_logps.safetensors``)."""
+    if run.cache is None or run.stage.kind != "preference":
+        return
+    fixed = [s for s in run.stage.sequences if s.with_reference and s.image.fixed]
+    todo = [r for r in run.records if any(run.cache.get(r.id, s.name) is None for s in fixed)]
+    for i in range(0, len(todo), run.cfg.batch_size):
+        _reference(run.model, todo[i : i + run.cfg.batch_size], fixed, run.forward_context(0), run.cache,
+                   run.ref_mode)
+    if todo and run.main:
+        run.cache.save()
+
+
+def micro_step(run: StageRun, step: int, batch: list[PreferenceRecord], epoch: int,
+               sync: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One micro-batch: policy forward, reference, the stage's extra forwards, loss, backward (gradients
+    all-reduced only when ``sync``). Returns (loss, metrics)."""
+    acc, stage = run.accelerator, run.stage
+    with (contextlib.nullcontext() if sync else acc.no_sync(run.policy_forward)), acc.autocast():
+        fwd = run.forward_context(epoch)
+        policy, enc, raw = run.policy_forward(run_sequences, batch, stage.sequences, forward=fwd)
+        reference = (_reference(run.model, batch, stage.sequences, fwd, run.cache, run.ref_mode)
+                     if stage.kind == "preference" else {})
+        inputs = StepInputs(batch, policy, reference,
+                            StepContext(model=run.model, forward=fwd, encoded=enc, raw=raw,
+                                        reference_mode=run.ref_mode))
+        if stage.extra_forward is not None:
+            stage.extra_forward(inputs, run.mcfg)
+        loss, metrics = stage.loss(inputs, run.mcfg)
+        if dist.any_process(acc, not torch.isfinite(loss)):
+            raise _non_finite_loss(run.method, stage, loss, step, batch, run.state_path)
+        acc.backward(loss / run.cfg.grad_accum)
+    return loss, metrics
+
+
+def train_step(run: StageRun, step: int, stream: Iterator[tuple[int, list[int]]]) -> dict[str, Any]:
+    """Step: ``grad_accum`` micro-batches from ``stream``, then clip, update and (every ``scheduler_step_every``
+    updates) schedule. Returns the logged row: metrics averaged over micro-batches and processes."""
+    cfg, t_step = run.cfg, time.perf_counter()
+    agg: dict[str, float] = {}
+    ids_seen: list[str] = []
+    for micro in range(cfg.grad_accum):
+        epoch, idx = next(stream)
+        batch = [run.records[i] for i in idx]
+        ids_seen += [r.id for r in batch]
+        # DDP all-reduces the gradients on the last micro-batch only (never with sync_gradients=False)
+        loss, metrics = micro_step(run, step, batch, epoch, sync=micro == cfg.grad_accum - 1 and cfg.sync_gradients)
+        agg["loss"] = agg.get("loss", 0.0) + loss.item() / cfg.grad_accum
+        for k, v in metrics.items():
+            agg[k] = agg.get(k, 0.0) + float(v.detach().float().mean()) / cfg.grad_accum
+    grad_norm = _grad_norm(run.accelerator.clip_grad_norm_(run.params, cfg.max_grad_norm))
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        raise BenchError(f"{run.method.name}/{run.stage.name}: non-finite gradient norm at step {step + 1} on"
+                         f" samples {ids_seen}; no update was applied; {_last_good(run.state_path)}")
+    lr_used = run.sched.get_last_lr()[0]
+    run.opt.step()
+    if (step + 1) % cfg.scheduler_step_every == 0:
+        run.sched.step()
+    run.opt.zero_grad(set_to_none=True)
+    agg = dist.mean_over_processes(run.accelerator, agg)
+    n_pairs = cfg.batch_size * cfg.grad_accum * run.world
+    dt = time.perf_counter() - t_step
+    return {"step": step + 1, **{k: round(v, 6) for k, v in agg.items()}, "grad_norm": grad_norm,
+            "lr": lr_used, "pairs_per_s": round(n_pairs / dt, 3), **_peak_memory(run.device)}
+
+
+def log_step(run: StageRun, row: dict[str, Any], bar: Any = None) -> None:
+    """The step's row to ``log.jsonl`` (main process), the trackers and the progress bar."""
+    if run.main:
+        append_jsonl(run.log_path, [row])
+    if run.cfg.log_with:
+        run.accelerator.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.4f}")
+
+
+def save_checkpoint(run: StageRun, step: int) -> None:
+    """Checkpoint, write side: the resume state after ``step`` optimizer steps (collective; main writes)."""
+    _save_state(run.accelerator, run.model, run.opt, run.sched, step, run.fingerprint, run.state_path)
+
+
+def finish_stage(run: StageRun) -> None:
+    """The final checkpoint: resume state, adapter (and trained projector), ``DONE``; trackers closed; every
+    process waits until the main process has written them (the next stage reads them)."""
+    save_checkpoint(run, run.steps)
+    if run.main:
+        _save_adapter(run.model, run.cfg, run.stage_dir)
+        (run.stage_dir / "DONE").write_text("ok\n")
+    if run.cfg.log_with:
+        run.accelerator.end_training()
+    run.accelerator.wait_for_everyone()
+
+
+def train_stage(
+    method: Method, stage: Stage, mcfg: Any, model: torch.nn.Module, pre: LlavaPreprocessor,
+    records: list[PreferenceRecord], stage_dir: Path, seed: int, resume: bool, device: str = "cpu",
+    progress: bool = True, start_fingerprint: str = "",
+) -> dict:
+    """Train one stage in place on ``model`` (a fresh PeftModel); returns a summary dict (the last logged
+    row, metrics averaged over processes)."""
+    run = setup_stage(method, stage, mcfg, model, pre, records, stage_dir, seed, device, start_fingerprint)
+    cfg = run.cfg
+    start_step = restore_or_start(run, resume)
     if cfg.log_with:
-        accelerator.init_trackers(f"bench-{method.name}-{stage.name}", config=_tracker_config(mcfg))
-
-    # Precompute reference log-probs for the whole data set once (fixed image variants).
-    if cache is not None and stage.kind == "preference":
-        fixed = [s for s in stage.sequences if s.with_reference and s.image.fixed]
-        todo = [r for r in records if any(cache.get(r.id, s.name) is None for s in fixed)]
-        for i in range(0, len(todo), cfg.batch_size):
-            _reference(model, pre, todo[i : i + cfg.batch_size], Stage(stage.name, fixed, stage.loss), cfg, seed, 0,
-                       device, pad_id, cache, ref_mode)
-        if todo and main:
-            cache.save()
-
-    stream = _micro_batches(len(records), cfg, seed, rank, world)
+        run.accelerator.init_trackers(f"bench-{method.name}-{stage.name}", config=_tracker_config(mcfg))
+    precompute_reference(run)
+    stream = _micro_batches(len(run.records), cfg, seed, run.rank, run.world)
     for _ in range(start_step * cfg.grad_accum):  # fast-forward the data position
         next(stream)
-    policy_forward.train()
+    run.policy_forward.train()
     bar = None
-    if progress and main:
-        from tqdm.auto import tqdm
+    if progress and run.main:
+        from tqdm.auto import tqdm  # optional progress display, imported only when shown
 
-        bar = tqdm(total=steps, initial=start_step, desc=f"{method.name}/{stage.name}", leave=False)
+        bar = tqdm(total=run.steps, initial=start_step, desc=f"{method.name}/{stage.name}", leave=False)
     t0 = time.perf_counter()
     summary: dict[str, Any] = {}
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    for step in range(start_step, steps):
-        t_step = time.perf_counter()
-        agg: dict[str, float] = {}
-        ids_seen: list[str] = []
-        for micro in range(cfg.grad_accum):
-            epoch, idx = next(stream)
-            batch = [records[i] for i in idx]
-            ids_seen += [r.id for r in batch]
-            # DDP all-reduces the gradients on the last micro-batch only (never with sync_gradients=False)
-            last = micro == cfg.grad_accum - 1 and cfg.sync_gradients
-            with (contextlib.nullcontext() if last else accelerator.no_sync(policy_forward)), accelerator.autocast():
-                policy, enc, raw = policy_forward(run_sequences, pre, batch, stage.sequences, cfg, seed, epoch,
-                                                  device, pad_id)
-                reference = (_reference(model, pre, batch, stage, cfg, seed, epoch, device, pad_id, cache, ref_mode)
-                             if stage.kind == "preference" else {})
-                inputs = StepInputs(batch, policy, reference, extra={"encoded": enc, "raw": raw, "epoch": epoch,
-                                                                   "model": model, "pre": pre, "cfg": cfg,
-                                                                   "seed": seed, "device": device, "pad_id": pad_id,
-                                                                   "reference_mode": ref_mode})
-                if stage.extra_forward is not None:
-                    stage.extra_forward(model, inputs, mcfg)
-                loss, metrics = stage.loss(inputs, mcfg)
-                if dist.any_process(accelerator, not torch.isfinite(loss)):
-                    raise _non_finite_loss(method, stage, loss, step, batch, state_path)
-                accelerator.backward(loss / cfg.grad_accum)
-            agg["loss"] = agg.get("loss", 0.0) + loss.item() / cfg.grad_accum
-            for k, v in metrics.items():
-                agg[k] = agg.get(k, 0.0) + float(v.detach().float().mean()) / cfg.grad_accum
-        grad_norm = _grad_norm(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
-        if grad_norm is not None and not math.isfinite(grad_norm):
-            raise BenchError(f"{method.name}/{stage.name}: non-finite gradient norm at step {step + 1} on samples"
-                             f" {ids_seen}; no update was applied; {_last_good(state_path)}")
-        lr_used = sched.get_last_lr()[0]
-        opt.step()
-        if (step + 1) % cfg.scheduler_step_every == 0:
-            sched.step()
-        opt.zero_grad(set_to_none=True)
-        agg = dist.mean_over_processes(accelerator, agg)
-        n_pairs = cfg.batch_size * cfg.grad_accum * world
-        dt = time.perf_counter() - t_step
-        row = {"step": step + 1, **{k: round(v, 6) for k, v in agg.items()}, "grad_norm": grad_norm,
-               "lr": lr_used, "pairs_per_s": round(n_pairs / dt, 3), **_peak_memory(device)}
-        if main:
-            append_jsonl(log_path, [row])
-        if cfg.log_with:
-            accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step + 1)
-        summary = row
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{agg['loss']:.4f}")
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
-            _save_state(accelerator, model, opt, sched, step + 1, fp, state_path)
+    for step in range(start_step, run.steps):
+        summary = train_step(run, step, stream)
+        log_step(run, summary, bar)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < run.steps:
+            save_checkpoint(run, step + 1)
     if bar is not None:
         bar.close()
-    _save_state(accelerator, model, opt, sched, steps, fp, state_path)
-    if main:
-        _save_adapter(model, cfg, stage_dir)
-        (stage_dir / "DONE").write_text("ok\n")
-    if cfg.log_with:
-        accelerator.end_training()
-    accelerator.wait_for_everyone()  # the next stage (and the caller) read what the main process wrote
+    finish_stage(run)
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
-    summary["steps"] = steps
-    summary["records"] = len(records)
-    summary["processes"] = world
+    summary["steps"] = run.steps
+    summary["records"] = len(run.records)
+    summary["processes"] = run.world
     return summary
 
 

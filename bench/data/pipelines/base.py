@@ -72,11 +72,19 @@ def dropped(reason: str, data: dict | None = None) -> dict:
 
 
 class Pipeline(abc.ABC):
-    """One method's construction pipeline. Subclasses set ``name``/``defaults`` and implement
-    :meth:`process` (a batch of items → one result each) and :meth:`write` (results → released files)."""
+    """One method's construction pipeline. Subclasses set ``name``/``output``/``defaults`` and implement
+    :meth:`process` (a batch of items → one result each) and :meth:`write` (results → released files).
+
+    ``output``: the released file (under ``OUT/``) that the method's loader reads (what
+    :func:`bench.data.method_data.build_method_data` hands to ``Method.load_records``); ``needs_model``:
+    whether it generates with the model; ``sample_rollouts``: whether those generations are sampled
+    (on-policy rollouts) rather than greedy — the default of ``bench data build`` and of the data built for
+    ``bench train``."""
 
     name = "base"
+    output = ""
     needs_model = True
+    sample_rollouts = False
     defaults: dict[str, Any] = {}
     description = ""
 

@@ -46,6 +46,7 @@ def yes_no_pair(obj: str, label: str) -> tuple[str, str]:
 
 class HaDpoPipeline(Pipeline):
     name = "ha-dpo"
+    output = "desc_data.json"  # its loader finds pope_data.json beside it
     description = "descriptions → feedback corrections → style-consistent rewrites → desc + POPE-style pairs"
     version = "1"
     defaults = {"variants": 3}
@@ -125,7 +126,7 @@ class HaDpoPipeline(Pipeline):
             for row in d["pope"]:
                 pope.append({**row, "image_id": image_id})
             place_image(d["image"], opts.out / f"{key}{image_ext(d['image'])}", opts.images)
-        atomic_write_json(opts.out / "desc_data.json", desc)
+        atomic_write_json(opts.out / self.output, desc)
         atomic_write_json(opts.out / "pope_data.json", pope)
         return {"desc_data.json (images)": len(desc), "pope_data.json (rows)": len(pope),
                 "pope_data.json (correct == false)": sum(1 for r in pope if r["correct"] is False)}

@@ -77,6 +77,7 @@ def detection_answer(review: Review, index: int) -> str:
 
 class HsaDpoPipeline(Pipeline):
     name = "hsa-dpo"
+    output = "hsa_dpo_preference.jsonl"
     description = "responses → sentence detection (type, severity) → rewrite flagged sentences → weighted pairs"
     version = "1"
     defaults = {"score": "max", "questions": 0}
@@ -145,7 +146,7 @@ class HsaDpoPipeline(Pipeline):
             place_image(d["image"], opts.out / f"{rid}{image_ext(d['image'])}", opts.images)
             prefs.append({"id": rid, "question": d["question"], "chosen": d["chosen"], "rejected": d["rejected"],
                           "rejected_score": d["rejected_score"]})
-        write_jsonl(opts.out / "hsa_dpo_preference.jsonl", prefs)
+        write_jsonl(opts.out / self.output, prefs)
         write_jsonl(opts.out / "hsa_dpo_detection.jsonl", dets)
         return {"hsa_dpo_preference.jsonl (pairs)": len(prefs), "hsa_dpo_detection.jsonl (sentences)": len(dets),
                 "hsa_dpo_detection.jsonl (hallucinated)": sum(1 for r in dets

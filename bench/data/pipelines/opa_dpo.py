@@ -82,6 +82,8 @@ def repetitive(text: str, limit: int = 30) -> bool:
 
 class OpaDpoPipeline(Pipeline):
     name = "opa-dpo"
+    output = "opadpo_data.jsonl"
+    sample_rollouts = True  # on-policy rollouts are sampled (temperature 1.0), as OPA-DPO's are
     description = "on-policy rollouts → minimal expert revision (per-sentence score, error type) → OPA records"
     version = "1"
     defaults = {"repeat_limit": 30, "questions": 0}
@@ -149,7 +151,7 @@ class OpaDpoPipeline(Pipeline):
             row["image"] = rel
             rows.append(row)
             sft.append({k: row[k] for k in ("id", "image", "queries", "standard_response", "AI_pseudo_response")})
-        write_jsonl(opts.out / "opadpo_data.jsonl", rows)
+        write_jsonl(opts.out / self.output, rows)
         write_jsonl(opts.out / "opa_data.jsonl", sft)
         return {"opadpo_data.jsonl (records)": len(rows), "opa_data.jsonl (records)": len(sft),
                 "opadpo_data.jsonl (revised rollouts)": sum(1 for it in items if it.result["status"] == "kept"

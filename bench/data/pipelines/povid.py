@@ -38,6 +38,7 @@ def item_seed(seed: int, image_id: str) -> int:
 
 class PovidPipeline(Pipeline):
     name = "povid"
+    output = "povid_preference.json"
     needs_model = False
     description = "ground-truth answers → injected hallucinations → (gt, corrupted) pairs"
     version = "1"
@@ -102,5 +103,5 @@ class PovidPipeline(Pipeline):
             rows.append({"id": d["id"], "image": rel,
                          "conversations": [human, {"from": "gpt", "value": d["chosen"]}],
                          "rejected_conversations": [dict(human), {"from": "gpt", "value": d["rejected"]}]})
-        atomic_write_json(opts.out / "povid_preference.json", rows)
+        atomic_write_json(opts.out / self.output, rows)
         return {"povid_preference.json (pairs)": len(rows)}
