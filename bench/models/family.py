@@ -20,8 +20,8 @@ Families in this package: ``llava-1.5`` (model_type ``llava``), ``llava-next`` (
 (``qwen2_vl``), ``instructblip`` (``instructblip``) and ``minigpt4`` (``minigpt4``, assembled from transformers
 parts). Families whose language model is not ``model.language_model`` / ``lm_head`` override
 ``language_model``, ``input_embeddings`` and ``lm_head``; a preprocessor whose image input depends on the
-instruction (InstructBLIP's Q-Former) sets ``instruction_aware`` and is called through :func:`image_input_for` /
-:func:`images_for` with the question. Another
+instruction (InstructBLIP's Q-Former) sets ``instruction_aware`` and is called through :func:`prompt_image_input` /
+:func:`prompt_images` with the question. Another
 family is one module defining a :class:`ModelFamily` subclass and registering it (entry-point group
 ``bench.model_families`` for third-party packages).
 """
@@ -140,7 +140,7 @@ class ModelFamily:
         return True
 
 
-def image_input_for(pre: Any, image: Any, question: str) -> ImageInput:
+def prompt_image_input(pre: Any, image: Any, question: str) -> ImageInput:
     """One image's forward inputs for ``question``. A preprocessor whose vision input depends on the
     instruction (``instruction_aware = True``: InstructBLIP's Q-Former reads the question) gets the question;
     every other one is called as ``image_input(image)``, so its inputs do not depend on the question."""
@@ -149,9 +149,9 @@ def image_input_for(pre: Any, image: Any, question: str) -> ImageInput:
     return pre.image_input(image)
 
 
-def images_for(pre: Any, images: list, questions: list[str]) -> tuple[torch.Tensor, dict]:
+def prompt_images(pre: Any, images: list, questions: list[str]) -> tuple[torch.Tensor, dict]:
     """Forward inputs of N (image, question) rows: ``pre.images(images)``, or with the questions for an
-    instruction-aware preprocessor (see :func:`image_input_for`)."""
+    instruction-aware preprocessor (see :func:`prompt_image_input`)."""
     if getattr(pre, "instruction_aware", False):
         return pre.images(images, questions)
     return pre.images(images)

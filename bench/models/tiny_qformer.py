@@ -58,8 +58,9 @@ def build_instructblip(seed: int = 0):
 
     from bench.models.tiny_llava import build_tokenizer
 
-    tokenizer = build_tokenizer()
-    qformer_tokenizer = build_tokenizer()
+    # no ``image_token`` attribute: InstructBlipProcessor then registers "<image>" (already in the vocabulary)
+    tokenizer = build_tokenizer(extra_special_tokens={})
+    qformer_tokenizer = build_tokenizer(extra_special_tokens={})
     vision, qformer, text = _parts(tokenizer)
     qformer["vocab_size"] = len(qformer_tokenizer)
     qformer["pad_token_id"] = qformer_tokenizer.pad_token_id

@@ -27,7 +27,7 @@ projection frozen (``freeze_llm_proj``); lr 4e-6, 1 epoch, beta 0.1. The registe
 ``instructblip-13b`` entries apply these LoRA targets to HA-DPO runs (``bench/models/loading.py``).
 
 Engine and loop. The image features depend on the question, so the preprocessor is ``instruction_aware``
-(:func:`bench.models.family.image_input_for`): each (image, question) gets its own Q-Former pass. In training
+(:func:`bench.models.family.prompt_image_input`): each (image, question) gets its own Q-Former pass. In training
 every record already gets its own image input, so chosen and rejected share the features of their one
 question. **Prefix sharing does not apply**: the image tokens come first but their values depend on the
 question, so no KV cache can be shared between two questions about one image; and transformers' forward needs
