@@ -239,3 +239,69 @@ def test_dpo_step_changes_every_trainable_tensor_and_no_frozen_one(family, loade
     expected = {k for k in base if k.startswith("language_model.") and k.endswith(".weight")
                 and any(t in k for t in targets)}
     assert expected and changed == expected  # vision model, Q-Former, query tokens, projection: unchanged
+
+
+def test_minigpt4_assembles_from_blip2_projection_pth_and_llama_folders(tmp_path):
+    """The three released parts in their own layouts (BLIP-2 safetensors with T5-side keys to ignore, the
+    projection as a ``torch.save`` pickle of tensors, a Llama folder) become one folder whose weights are the
+    parts', with ``<ImageHere>`` added as the placeholder."""
+    from safetensors.torch import save_file
+    from transformers import Blip2Config
+
+    from bench.models.assembly import assemble
+    from bench.models.families.minigpt4 import MiniGPT4ForConditionalGeneration
+    from bench.models.tiny_qformer import build_minigpt4
+
+    model, processor = build_minigpt4(seed=3)
+    sd = model.state_dict()
+    blip2 = tmp_path / "blip2"
+    blip2.mkdir()
+    cfg = model.config
+    Blip2Config(vision_config=cfg.vision_config.to_dict(), qformer_config=cfg.qformer_config.to_dict(),
+                text_config=cfg.text_config.to_dict(), num_query_tokens=32).save_pretrained(blip2)
+    parts = {k: v.clone() for k, v in sd.items() if k.startswith(("vision_model.", "qformer.", "query_tokens"))}
+    parts["language_projection.weight"] = torch.zeros(3, 3)  # BLIP-2's own T5 projection: not MiniGPT-4's
+    save_file(parts, str(blip2 / "model.safetensors"))
+    proj = tmp_path / "pretrained_minigpt4_llama2_7b.pth"
+    torch.save({"model": {"llama_proj.weight": sd["llama_proj.weight"], "llama_proj.bias": sd["llama_proj.bias"]}},
+               proj)
+    llama = tmp_path / "llama"
+    model.language_model.save_pretrained(llama)
+    processor.tokenizer.save_pretrained(llama)
+
+    out = assemble(blip2, proj, llama, tmp_path / "minigpt4")
+    loaded = MiniGPT4ForConditionalGeneration.from_pretrained(out)
+    tok = processor.tokenizer.__class__.from_pretrained(out)
+    assert loaded.config.model_type == "minigpt4" and loaded.config.num_query_tokens == 32
+    assert loaded.config.image_token_id == tok.convert_tokens_to_ids("<ImageHere>") == len(processor.tokenizer)
+    got = loaded.state_dict()
+    for k, v in sd.items():
+        if k.endswith(("embed_tokens.weight", "lm_head.weight")):
+            assert torch.equal(got[k][: v.shape[0]], v) and got[k].shape[0] == v.shape[0] + 1
+        else:
+            assert torch.equal(got[k], v), k
+    assert "language_projection.weight" not in got
+    # a pickle holding anything but tensors is refused by weights_only
+    bad = tmp_path / "bad.pth"
+    torch.save({"model": {"llama_proj.weight": object()}}, bad)
+    with pytest.raises(Exception, match="weights_only"):
+        assemble(blip2, bad, llama, tmp_path / "x")
+
+
+def test_offline_minigpt4_and_instructblip_names_fail_at_once_naming_downloads_and_env_var(tmp_path, monkeypatch,
+                                                                                            capsys):
+    from bench.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("BENCH_MODEL_MINIGPT4_LLAMA2_7B", raising=False)
+    monkeypatch.delenv("BENCH_MODEL_INSTRUCTBLIP_13B", raising=False)
+    assert main(["run", "--methods", "ha-dpo", "--model", "minigpt4-llama2-7b", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    for part in ("hf download Salesforce/blip2-flan-t5-xxl", "hf download meta-llama/Llama-2-7b-chat-hf",
+                 "pretrained_minigpt4_llama2_7b.pth", "bench models assemble-minigpt4", "BENCH_MODEL_MINIGPT4_LLAMA2_7B"):
+        assert part in err
+    assert main(["eval", "--model", "instructblip-13b", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "hf download Salesforce/instructblip-vicuna-13b" in err and "BENCH_MODEL_INSTRUCTBLIP_13B" in err
+    assert not (tmp_path / "r").exists()

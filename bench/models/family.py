@@ -100,6 +100,11 @@ class ModelFamily:
         """The decoder stack (no ``lm_head``) that takes ``inputs_embeds``."""
         return unwrap(model).model.language_model
 
+    @property
+    def language_model_prefix(self) -> str:
+        """State-dict prefix of the decoder's weights (what ``full_finetune`` saves)."""
+        return "model.language_model."
+
     def input_embeddings(self, model: torch.nn.Module) -> torch.nn.Module:
         """The language model's token-embedding table (image placeholders are replaced after it)."""
         return unwrap(model).model.get_input_embeddings()

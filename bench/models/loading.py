@@ -4,7 +4,8 @@
 
 * a registered name: ``llava-7b`` / ``llava-13b`` (``llava-hf/llava-1.5-{7b,13b}-hf``), ``llava-next-7b``
   (``llava-hf/llava-v1.6-vicuna-7b-hf``), ``qwen2-vl-7b`` / ``qwen2.5-vl-7b`` (``Qwen/Qwen2{,.5}-VL-7B-Instruct``),
-  the embedded ``tiny-llava``;
+  ``instructblip-7b`` / ``instructblip-13b`` (``Salesforce/instructblip-vicuna-{7b,13b}``), ``minigpt4-llama2-7b``
+  (assembled from three downloads, :mod:`bench.models.assembly`), the embedded ``tiny-llava``;
 * a local folder in a family's HF layout (``config.json`` + weights + processor files), e.g. one written by
   ``bench models make-tiny``;
 * any hub id (``owner/name``), optionally at ``--revision``.
@@ -111,7 +112,9 @@ class HfModel:
         """A copy of this entry at ``revision`` / with ``trust_remote_code``."""
         if revision == self.revision and trust_remote_code == self.trust_remote_code:
             return self
-        return type(self)(self.name, self.repo_id, self.description, revision, trust_remote_code)
+        other = type(self)(self.name, self.repo_id, self.description, revision, trust_remote_code)
+        other.train_profile = self.train_profile
+        return other
 
     def resolve(self) -> Path:
         """The local folder (the env var's copy or the cached snapshot); raises at once when it is not here."""
@@ -167,6 +170,31 @@ MODELS.add("qwen2-vl-7b", HfModel("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct",
                                   "Qwen2-VL 7B Instruct (Qwen/Qwen2-VL-7B-Instruct), chatml, dynamic resolution"))
 MODELS.add("qwen2.5-vl-7b", HfModel("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct",
                                     "Qwen2.5-VL 7B Instruct (Qwen/Qwen2.5-VL-7B-Instruct), chatml, dynamic resolution"))
+
+
+def _hadpo_profile(**train: Any) -> dict:
+    """HA-DPO's recipe for its InstructBLIP / MiniGPT-4 runs (their READMEs @abdc44b): LoRA r 64, alpha 16 on the
+    LLM's q/k/v projections, the projection frozen; global batch 32 (1 per GPU × 4 accumulation × 8 GPUs)."""
+    return {"ha-dpo": {"train": {"lora_targets": ["q_proj", "k_proj", "v_proj"], "lora_r": 64, "lora_alpha": 16,
+                                 "lora_dropout": 0.05, "train_projector": False, "batch_size": 1, "grad_accum": 32,
+                                 **train}}}
+
+
+for _size in ("7b", "13b"):
+    _entry = HfModel(f"instructblip-{_size}", f"Salesforce/instructblip-vicuna-{_size}",
+                     f"InstructBLIP Vicuna-{_size.upper()} (Salesforce/instructblip-vicuna-{_size}), bare-question"
+                     " prompt, instruction-aware Q-Former (32 query tokens)")
+    _entry.train_profile = _hadpo_profile(lr=4e-6, epochs=1, warmup_ratio=0.0)
+    MODELS.add(_entry.name, _entry)
+
+
+def _minigpt4_entry():
+    from bench.models.assembly import AssembledMiniGPT4
+
+    return AssembledMiniGPT4("minigpt4-llama2-7b", _hadpo_profile(lr=1e-4, max_steps=1000))
+
+
+MODELS.add("minigpt4-llama2-7b", _minigpt4_entry())
 
 
 TINY_MARKER = "bench_model.json"

@@ -719,7 +719,7 @@ def _save_adapter(model, cfg: TrainConfig, stage_dir: Path) -> None:
     if hasattr(model, "save_pretrained") and hasattr(model, "peft_config"):
         model.save_pretrained(str(stage_dir / "adapter"), safe_serialization=True)
     if cfg.train_projector or cfg.full_finetune:
-        prefix = "model.language_model." if cfg.full_finetune else proj
+        prefix = family_of(model).language_model_prefix if cfg.full_finetune else proj
         extra = {k: v.detach().cpu().contiguous() for k, v in llava.state_dict().items()
                  if k.startswith(proj) or (cfg.full_finetune and k.startswith(prefix))}
         save_file(extra, str(stage_dir / "non_lora_trainables.safetensors"))

@@ -182,6 +182,10 @@ class QFormerFamily(ModelFamily):
     def language_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return unwrap(model).language_model.model
 
+    @property
+    def language_model_prefix(self) -> str:
+        return "language_model.model."
+
     def input_embeddings(self, model: torch.nn.Module) -> torch.nn.Module:
         return unwrap(model).language_model.get_input_embeddings()
 
