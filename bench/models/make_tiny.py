@@ -167,7 +167,7 @@ def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch
     from transformers import get_cosine_schedule_with_warmup
 
     from bench.io import read_jsonl
-    from bench.models.family import family_of
+    from bench.models.family import family_of, prompt_image_input
     from bench.models.loading import make_preprocessor
     from bench.models.llava import load_image
     from bench.train.forward import pad_batch
@@ -178,17 +178,19 @@ def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
-    images: dict[str, tuple] = {}
+    images: dict[tuple, tuple] = {}
+    aware = getattr(pre, "instruction_aware", False)  # InstructBLIP: the image input depends on the question
     model.train()
     t0, losses = time.perf_counter(), []
     for _ in range(steps):
         batch_rows = rng.sample(rows, batch_size)
         enc, inputs = [], []
         for r in batch_rows:
-            if r["image"] not in images:
+            key = (r["image"], r["question"] if aware else None)
+            if key not in images:
                 img = load_image(Path(data_root) / r["image"])
-                images[r["image"]] = (img.size, pre.image_input(img))
-            size, inp = images[r["image"]]
+                images[key] = (img.size, prompt_image_input(pre, img, r["question"]))
+            size, inp = images[key]
             enc.append(pre.encode_pair(r["question"], r["answer"], 1024, image_size=size))
             inputs.append(inp)
         batch = pad_batch(enc, pre.tokenizer.pad_token_id, list(range(len(enc))))
