@@ -305,3 +305,24 @@ def test_offline_minigpt4_and_instructblip_names_fail_at_once_naming_downloads_a
     err = capsys.readouterr().err
     assert "hf download Salesforce/instructblip-vicuna-13b" in err and "BENCH_MODEL_INSTRUCTBLIP_13B" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_paper_view_matches_hadpo_instructblip_and_minigpt4_rows_to_run_records(tmp_path):
+    from bench.leaderboard.papers import paper_table
+    from tests.test_leaderboard_papers import _record
+
+    out = tmp_path / "runs"
+    _record(out, "instructblip-13b", "ha-dpo", {
+        "pope-hadpo": ("pope", {"random/accuracy": 0.89836, "adversarial/f1": 0.7},
+                       {"random/accuracy": [0.885, 0.91], "adversarial/f1": [0.68, 0.72]})})
+    _record(out, "minigpt4-llama2-7b", "base", {
+        "pope-hadpo": ("pope", {"random/accuracy": 0.5113}, {"random/accuracy": [0.49, 0.53]})})
+    text = paper_table("ha-dpo", out)
+    rows = {tuple(c.strip() for c in line.split("|")[1:7]): [c.strip() for c in line.split("|")[7:12]]
+            for line in text.splitlines() if line.startswith(("| InstructBLIP", "| MiniGPT-4"))}
+    assert rows[("InstructBLIP-13B", "HA-DPO", "pope", "random", "accuracy", "pope-hadpo")][:2] == ["89.83", "89.83"]
+    assert rows[("InstructBLIP-13B", "HA-DPO", "pope", "random", "accuracy", "pope-hadpo")][4] == "✓ in CI"
+    assert rows[("InstructBLIP-13B", "HA-DPO", "pope", "adversarial", "f1", "pope-hadpo")][1] == "70.00"
+    assert rows[("InstructBLIP-13B", "HA-DPO", "pope", "adversarial", "f1", "pope-hadpo")][4] == "✗ outside CI"
+    assert rows[("MiniGPT-4-Llama2-7B", "base", "pope", "random", "accuracy", "pope-hadpo")][:2] == ["51.13", "51.13"]
+    assert rows[("MiniGPT-4-Llama2-7B", "HA-DPO", "pope", "random", "accuracy", "pope-hadpo")][1] == "—"
