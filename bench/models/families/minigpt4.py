@@ -93,6 +93,19 @@ class MiniGPT4Config(Blip2Config):
     model_type = "minigpt4"
 
 
+def _register_config() -> None:
+    """Make ``AutoConfig`` (which ``AutoTokenizer`` consults) know the model type ``minigpt4``."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.register("minigpt4", MiniGPT4Config)
+    except ValueError:  # already registered (module re-imported)
+        pass
+
+
+_register_config()
+
+
 class MiniGPT4ForConditionalGeneration(Blip2PreTrainedModel):
     """ViT-g + ``ln_vision`` (``vision_model``), 32 ``query_tokens`` + text-less Q-Former (``qformer``),
     ``llama_proj``, Llama-2 (``language_model``). The image's 32 projected query outputs replace the 32
