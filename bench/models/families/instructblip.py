@@ -54,9 +54,6 @@ from bench.models.family import FAMILIES, ImageInput, ModelFamily, unwrap
 from bench.models.llava import IGNORE_INDEX
 
 QFORMER_MAX_LENGTH = 128  # LAVIS blip2_vicuna_instruct max_txt_len: the Q-Former's instruction is truncated here
-HADPO_GENERATION = {"num_beams": 5, "max_length": 256, "min_length": 1, "repetition_penalty": 1.5,
-                    "length_penalty": 1.0, "top_p": 0.9, "do_sample": False}
-HADPO_LORA = {"lora_targets": ["q_proj", "k_proj", "v_proj"], "lora_r": 64, "lora_alpha": 16, "lora_dropout": 0.05}
 
 
 def pad_qformer(inputs: Sequence[ImageInput], pad_id: int) -> dict[str, torch.Tensor]:

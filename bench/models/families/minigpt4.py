@@ -56,9 +56,7 @@ MiniGPT-4's own ``Chat.answer``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -75,9 +73,6 @@ from bench.models.llava import IGNORE_INDEX
 SYSTEM = ("Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it"
           " to you. Please answer my questions.")
 IMAGE_HERE = "<ImageHere>"
-HADPO_GENERATION = {"num_beams": 1, "do_sample": False, "max_new_tokens": 300, "repetition_penalty": 1.0,
-                    "length_penalty": 1.0}
-HADPO_LORA = {"lora_targets": ["q_proj", "k_proj", "v_proj"], "lora_r": 64, "lora_alpha": 16, "lora_dropout": 0.05}
 
 
 def render_prompt(question: str) -> str:
