@@ -50,8 +50,9 @@ import torch
 from PIL import Image
 
 from bench.errors import BenchError
-from bench.models.family import FAMILIES, ImageInput, ModelFamily, unwrap
+from bench.models.family import FAMILIES, ImageInput, unwrap
 from bench.models.llava import IGNORE_INDEX
+from bench.models.qformer import QFormerFamily
 
 QFORMER_MAX_LENGTH = 128  # LAVIS blip2_vicuna_instruct max_txt_len: the Q-Former's instruction is truncated here
 
@@ -154,44 +155,6 @@ class InstructBlipPreprocessor:
 
     def image_token_count(self, image_size: tuple[int, int] | None = None) -> int:
         return self.num_query_tokens
-
-
-class QFormerFamily(ModelFamily):
-    """Layout shared by InstructBLIP and the assembled MiniGPT-4: ``vision_model``, ``query_tokens``, ``qformer``,
-    a linear projection (``projector_attr``) and a causal LM at ``language_model`` (decoder ``.model``, ``lm_head``)."""
-
-    vision_attr = "vision_model"
-    projector_attr = "language_projection"
-
-    def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
-        return unwrap(model).vision_model
-
-    def projector(self, model: torch.nn.Module) -> torch.nn.Module:
-        return getattr(unwrap(model), self.projector_attr)
-
-    def set_projector(self, model: torch.nn.Module, module: torch.nn.Module) -> None:
-        setattr(unwrap(model), self.projector_attr, module)
-
-    @property
-    def projector_prefix(self) -> str:
-        return f"{self.projector_attr}."
-
-    def language_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        return unwrap(model).language_model.model
-
-    @property
-    def language_model_prefix(self) -> str:
-        return "language_model.model."
-
-    def input_embeddings(self, model: torch.nn.Module) -> torch.nn.Module:
-        return unwrap(model).language_model.get_input_embeddings()
-
-    def lm_head(self, model: torch.nn.Module) -> torch.nn.Module:
-        return unwrap(model).language_model.lm_head
-
-    def vision_lora_pattern(self, config: Any, clip_linears: list[str], projector_linears: list[str]) -> str:
-        raise BenchError(f"lora_vision is not supported for the {self.name} family (HA-DPO trains LoRA on the LLM"
-                         " only)")
 
 
 class InstructBlipFamily(QFormerFamily):

@@ -66,9 +66,9 @@ from transformers import AutoModelForCausalLM, Blip2Config
 from transformers.models.blip_2.modeling_blip_2 import Blip2PreTrainedModel, Blip2QFormerModel, Blip2VisionModel
 
 from bench.errors import BenchError
-from bench.models.families.instructblip import QFormerFamily
 from bench.models.family import FAMILIES, ImageInput, unwrap
 from bench.models.llava import IGNORE_INDEX
+from bench.models.qformer import QFormerFamily
 
 SYSTEM = ("Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it"
           " to you. Please answer my questions.")
