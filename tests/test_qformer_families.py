@@ -223,14 +223,18 @@ def test_loop_forward_equals_the_models_own_forward_per_sequence(family, loader,
             torch.testing.assert_close(ours[i], want, atol=1e-5, rtol=0)
 
 
-def test_dpo_step_changes_every_trainable_tensor_and_no_frozen_one(family, loader, records, tmp_path):
+@pytest.mark.parametrize("method", ["dpo", "ha-dpo"])
+def test_dpo_step_changes_every_trainable_tensor_and_no_frozen_one(family, loader, records, tmp_path, method):
+    """``dpo``: LoRA on the LLM only. ``ha-dpo`` (its LLaVA default ``train_projector``): the projection too —
+    ``language_projection`` / ``llama_proj``, the family's projector; never the ViT, Q-Former or query tokens."""
+    from bench.models.family import family_of
     from bench.models.loading import apply_checkpoint
     from bench.registry import METHODS
     from bench.train.loop import train
     from tests.test_methods import small_config
 
-    summary = train(METHODS.get("dpo")(), small_config("dpo", max_steps=1), loader, records, tmp_path, seed=0,
-                    progress=False)
+    cfg = small_config(method, max_steps=1)
+    summary = train(METHODS.get(method)(), cfg, loader, records, tmp_path, seed=0, progress=False)
     assert math.isfinite(summary["dpo"]["loss"])
     base = loader()[0].state_dict()
     merged = apply_checkpoint(loader()[0], tmp_path / "checkpoint").state_dict()
@@ -238,6 +242,9 @@ def test_dpo_step_changes_every_trainable_tensor_and_no_frozen_one(family, loade
     targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     expected = {k for k in base if k.startswith("language_model.") and k.endswith(".weight")
                 and any(t in k for t in targets)}
+    if cfg.train.train_projector:
+        prefix = family_of(loader()[0]).projector_prefix
+        expected |= {k for k in base if k.startswith(prefix)}
     assert expected and changed == expected  # vision model, Q-Former, query tokens, projection: unchanged
 
 
@@ -249,7 +256,7 @@ def test_minigpt4_assembles_from_blip2_projection_pth_and_llama_folders(tmp_path
     from transformers import Blip2Config
 
     from bench.models.assembly import assemble
-    from bench.models.families.minigpt4 import MiniGPT4ForConditionalGeneration
+    from bench.models.minigpt4_model import MiniGPT4ForConditionalGeneration
     from bench.models.tiny_qformer import build_minigpt4
 
     model, processor = build_minigpt4(seed=3)

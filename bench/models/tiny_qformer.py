@@ -75,7 +75,8 @@ def build_instructblip(seed: int = 0):
 
 def build_minigpt4(seed: int = 0):
     """An untrained tiny :class:`~bench.models.families.minigpt4.MiniGPT4ForConditionalGeneration` + processor."""
-    from bench.models.families.minigpt4 import MiniGPT4Config, MiniGPT4ForConditionalGeneration, MiniGPT4Processor
+    from bench.models.families.minigpt4 import MiniGPT4Processor
+    from bench.models.minigpt4_model import MiniGPT4Config, MiniGPT4ForConditionalGeneration
     from bench.models.tiny_llava import build_tokenizer
 
     tokenizer = build_tokenizer()
