@@ -333,3 +333,15 @@ def test_paper_view_matches_hadpo_instructblip_and_minigpt4_rows_to_run_records(
     assert rows[("InstructBLIP-13B", "HA-DPO", "pope", "adversarial", "f1", "pope-hadpo")][4] == "✗ outside CI"
     assert rows[("MiniGPT-4-Llama2-7B", "base", "pope", "random", "accuracy", "pope-hadpo")][:2] == ["51.13", "51.13"]
     assert rows[("MiniGPT-4-Llama2-7B", "HA-DPO", "pope", "random", "accuracy", "pope-hadpo")][1] == "—"
+
+
+def test_minigpt4_entry_loads_the_folder_its_env_var_names(tmp_path_factory, monkeypatch):
+    from bench.models.loading import model_entry
+
+    folder = _ckpt("minigpt4", tmp_path_factory)
+    monkeypatch.setenv("BENCH_MODEL_MINIGPT4_LLAMA2_7B", str(folder))
+    entry = model_entry("minigpt4-llama2-7b")
+    assert entry.family.name == "minigpt4" and entry.weights_source() == {"path": str(folder)}
+    assert entry.train_profile["ha-dpo"]["train"]["lora_targets"] == ["q_proj", "k_proj", "v_proj"]
+    model, processor = entry.load()
+    assert type(model).__name__ == "MiniGPT4ForConditionalGeneration" and processor.tokenizer is not None

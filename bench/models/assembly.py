@@ -158,19 +158,17 @@ class AssembledMiniGPT4:
         self.name = self.ref = name
         self.env_var = env_var_for(name)
         self.train_profile = train_profile or {}
-        self._folder: Path | None = None
 
     def resolve(self) -> Path:
-        if self._folder is None:
-            local = os.environ.get(self.env_var)
-            if not local:
-                raise OfflineError(f"model {self.name!r} is not on this machine (runs never download weights); "
-                                   + download_hint(self.env_var))
-            folder = Path(local)
-            if not (folder / "config.json").is_file():
-                raise BenchError(f"{self.env_var}={local}: not a checkpoint folder (no config.json)")
-            self._folder = folder
-        return self._folder
+        """The assembled folder named by the env var (read at every call, so the entry never goes stale)."""
+        local = os.environ.get(self.env_var)
+        if not local:
+            raise OfflineError(f"model {self.name!r} is not on this machine (runs never download weights); "
+                               + download_hint(self.env_var))
+        folder = Path(local)
+        if not (folder / "config.json").is_file():
+            raise BenchError(f"{self.env_var}={local}: not a checkpoint folder (no config.json)")
+        return folder
 
     resolved_revision = None
 
