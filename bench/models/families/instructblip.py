@@ -164,6 +164,9 @@ class InstructBlipFamily(QFormerFamily):
     description = "InstructBLIP: bare-question prompt, 32 instruction-aware Q-Former query tokens before the text"
 
     def make_preprocessor(self, processor: Any, config: Any, pad_square: bool = True) -> InstructBlipPreprocessor:
+        if getattr(config, "image_token_id", None) is None:
+            raise BenchError("this InstructBLIP config has no image_token_index (a snapshot from before transformers"
+                             " put <image> placeholders in the prompt); download the current revision")
         return InstructBlipPreprocessor(processor=processor, image_token_id=int(config.image_token_id),
                                         num_query_tokens=int(config.num_query_tokens))
 
