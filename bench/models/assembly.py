@@ -4,7 +4,10 @@ MiniGPT-4 is released as pieces (see :mod:`bench.models.families.minigpt4` for h
 
 * the EVA ViT-g + ``ln_vision`` and the Q-Former with its 32 query tokens from BLIP-2's FlanT5-XXL
   pretraining — in transformers layout in ``Salesforce/blip2-flan-t5-xxl`` (``vision_model.*``, ``qformer.*``,
-  ``query_tokens``; its ``language_projection`` / T5 weights are not used);
+  ``query_tokens``; its ``language_projection`` / T5 weights are not used). MiniGPT-4 builds its ViT from
+  ``eva_vit_g.pth`` and then loads ``blip2_pretrained_flant5xxl.pth`` over the whole model (``strict=False``);
+  transformers' checkpoint was converted from LAVIS's FlanT5-XXL model built the same way, so these are the
+  weights MiniGPT-4 runs;
 * the projection ``llama_proj`` trained by MiniGPT-4, ``pretrained_minigpt4_llama2_7b.pth`` (HA-DPO hosts it at
   ``juliozhao/pretrained_minigpt4_llama2_7b``; ``{"model": {"llama_proj.weight", "llama_proj.bias"}}``), read with
   ``torch.load(..., weights_only=True)`` — tensors only, no code executed;

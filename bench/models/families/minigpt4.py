@@ -47,7 +47,9 @@ Deviations: (1) the original runs the ViT in fp16 (``vit_precision``) and the LL
 (``load_in_4bit``); we run the whole model in ``--dtype``. (2) The placeholder token ``<ImageHere>`` is added to
 the Llama-2 tokenizer and the embedding matrix grows by one row (never read: features replace it); the pad token
 is ``<unk>`` (HA-DPO pads with ``$$``; pads are masked either way). (3) MiniGPT-4's stopping criterion on ``###``
-(a Vicuna-v0 remnant) is not applied; decoding stops at ``</s>``. (4) HA-DPO's DPO training wraps prompts as
+(a Vicuna-v0 remnant) is not applied; decoding stops at ``</s>``. (6) The Llama-2 tokenizer is the folder's
+fast tokenizer (``AutoTokenizer``); MiniGPT-4 uses the slow sentencepiece ``LlamaTokenizer`` — the ids of these
+prompts (the literal ``<s>`` included) should agree, but that is not checked here (no Llama-2 tokenizer offline). (4) HA-DPO's DPO training wraps prompts as
 ``[INST] <Img><ImageHere></Img> {q} [/INST] `` without the system sentence; we train with the evaluation prompt
 above (one template for both). (5) Not verified against the released weights here (no downloads): the tests
 check the assembly on tiny random weights in the same layout (shapes, prompt, image-token positions, the
