@@ -345,3 +345,28 @@ def test_minigpt4_entry_loads_the_folder_its_env_var_names(tmp_path_factory, mon
     assert entry.train_profile["ha-dpo"]["train"]["lora_targets"] == ["q_proj", "k_proj", "v_proj"]
     model, processor = entry.load()
     assert type(model).__name__ == "MiniGPT4ForConditionalGeneration" and processor.tokenizer is not None
+
+
+def test_lora_vision_step_changes_every_linear_of_vit_qformer_projection_and_llm(family, loader, records, tmp_path):
+    """OPA-DPO's ``lora_vision`` (LoRA on every linear layer) on a Q-Former family: one step changes exactly the
+    linear weights of the ViT layers, the Q-Former, the projection and the LLM's targets."""
+    import re
+
+    from bench.models.family import family_of
+    from bench.models.loading import apply_checkpoint
+    from bench.registry import METHODS
+    from bench.train.loop import train
+    from tests.test_methods import small_config
+
+    cfg = small_config("dpo", max_steps=1, lora_vision=True)
+    train(METHODS.get("dpo")(), cfg, loader, records, tmp_path, seed=0, progress=False)
+    base_model = loader()[0]
+    base = base_model.state_dict()
+    merged = apply_checkpoint(loader()[0], tmp_path / "checkpoint").state_dict()
+    changed = {k for k in base if not torch.equal(base[k], merged[k])}
+    pattern = (rf".*language_model.*\.({'|'.join(cfg.train.lora_targets)})$|"
+               + family_of(base_model).vision_lora_pattern(base_model.config, [], []))
+    expected = {f"{name}.weight" for name, mod in base_model.named_modules()
+                if isinstance(mod, torch.nn.Linear) and re.fullmatch(pattern, name)}
+    assert any(k.startswith("vision_model.") for k in expected) and any(k.startswith("qformer.") for k in expected)
+    assert changed == expected

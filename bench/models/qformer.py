@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from bench.errors import BenchError
 from bench.models.family import ModelFamily, unwrap
 
 
@@ -48,5 +47,16 @@ class QFormerFamily(ModelFamily):
         return unwrap(model).language_model.lm_head
 
     def vision_lora_pattern(self, config: Any, clip_linears: list[str], projector_linears: list[str]) -> str:
-        raise BenchError(f"lora_vision is not supported for the {self.name} family (HA-DPO trains LoRA on the LLM"
-                         " only)")
+        """``lora_vision`` (OPA-DPO's LoRA on every linear layer): the ViT's attention (``qkv``, ``projection``) and
+        MLP (``fc1``, ``fc2``) of every layer (all feed the Q-Former through ``post_layernorm``), the Q-Former's
+        self- and cross-attention (``query``/``key``/``value``, ``output.dense``) and query FFN of every layer,
+        its text FFN (InstructBLIP) in every layer but the last — only the query outputs leave the Q-Former, so
+        the last layer's text FFN never gets a gradient — and the projection. (The LLaVA names ``clip_linears`` /
+        ``projector_linears`` do not apply.)"""
+        last = int(config.qformer_config.num_hidden_layers) - 1
+        before_last = "|".join(str(i) for i in range(last)) or "-1"
+        return (r".*vision_model\.encoder\.layers\.\d+\.(self_attn\.(qkv|projection)|mlp\.(fc1|fc2))$"
+                r"|.*qformer\.encoder\.layer\.\d+\.(attention|crossattention)\.(attention\.(query|key|value)|output\.dense)$"
+                r"|.*qformer\.encoder\.layer\.\d+\.(intermediate_query|output_query)\.dense$"
+                rf"|.*qformer\.encoder\.layer\.({before_last})\.(intermediate|output)\.dense$"
+                rf"|.*{self.projector_attr}$")
