@@ -178,13 +178,20 @@ def _rev(r: PreferenceRecord) -> str:
     return r.extra["revision"]
 
 
-def opa_prompt_ids(pre, question: str) -> list[int]:
+def opa_prompt_ids(pre, question: str, image: str | None = None) -> list[int]:
     """The seed's DPO-stage query (``utils/data_utils_dpo.py``: ``DPO_Dataset``, lines 292–293 and 344): the
     string ``"<s> {system} USER: <image> \\n{question} ASSISTANT: "`` — a literal ``<s>`` (which the tokenizer
     reads as BOS) after the tokenizer's own BOS (``add_special_tokens`` on: two BOS ids, inferred from the
     LLaMA tokenizer's behaviour), the image placeholder followed by a space (the seed writes ``"图 "`` and maps
     that token to the image), and a trailing space after ``ASSISTANT:``. The image placeholder expands to the
-    model's image tokens as in the vicuna_v1 layout."""
+    model's image tokens as in the vicuna_v1 layout. A family whose prompt is not vicuna_v1 (no ``system``
+    sentence or fixed image-token count on its preprocessor: LLaVA-NeXT, Qwen2-VL, InstructBLIP, MiniGPT-4) has no
+    such seed string; it gets its own prompt (``pre.prompt_ids`` for the record's ``image``, whose size some
+    families' image-token count depends on)."""
+    if getattr(pre, "system", None) is None or not hasattr(pre, "num_image_tokens"):
+        from bench.train.loop import image_size_of  # only for these families; the loop is loaded by then
+
+        return pre.prompt_ids(question, image_size_of(image) if image else None)
     q = question.replace(IMAGE_PLACEHOLDER, "").lstrip("\n")
     before = f"<s> {pre.system} USER: "
     after = f" \n{q} ASSISTANT: "
@@ -235,7 +242,7 @@ def sequences(cfg: OpaDpoConfig) -> list[Sequence]:
     rev_tokens = lambda r, pre: response_pieces(pre, r, "rev", bos)[0]  # noqa: E731
     if cfg.prompt_format not in ("reference", "vicuna_v1"):
         raise BenchError(f"opa-dpo: prompt_format must be 'reference' or 'vicuna_v1', not {cfg.prompt_format!r}")
-    prompt = (lambda r, pre: opa_prompt_ids(pre, r.question)) if cfg.prompt_format == "reference" else None
+    prompt = (lambda r, pre: opa_prompt_ids(pre, r.question, r.image)) if cfg.prompt_format == "reference" else None
     return [Sequence("gt", _gt, tokens=gt_tokens, prompt=prompt),
             Sequence("own", _own, tokens=own_tokens, prompt=prompt),
             Sequence("rev", _rev, tokens=rev_tokens, prompt=prompt),

@@ -38,7 +38,7 @@ from bench.benchmark import Benchmark, EvalItem, GenerationSettings, select_item
 from bench.errors import DataError
 from bench.fingerprint import image_sha256
 from bench.io import append_jsonl, atomic_write_text, sha256_text, truncate_torn_tail
-from bench.models.family import family_of
+from bench.models.family import family_of, prompt_images
 from bench.models.llava import LlavaPreprocessor, load_image
 from bench.predictions import read_predictions
 
@@ -70,7 +70,7 @@ def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: Ge
     ``use_hf_generate=True`` (the batch-1 reference path) use HF ``generate``."""
     images = [load_image(it.image, item=it.id) for it in items]
     prompts = [pre.prompt_ids(it.question, im.size) for it, im in zip(items, images)]
-    pixels, extra = pre.images(images)
+    pixels, extra = prompt_images(pre, images, [it.question for it in items])
     pixels = pixels.to(device=device, dtype=next(model.parameters()).dtype)
     extra = {k: v.to(device) for k, v in extra.items()}
     length = max(len(p) for p in prompts)

@@ -64,7 +64,8 @@ PAPERS: dict[str, Paper] = {
     "opa-dpo": Paper("opa-dpo", "OPA-DPO (Yang et al., arXiv 2501.09695, CVPR 2025)"),
 }
 # paper model name -> bench model entry; paper method name -> bench method (base = untrained model)
-MODEL_MAP = {"LLaVA-1.5-7B": "llava-7b", "LLaVA-1.5-13B": "llava-13b"}
+MODEL_MAP = {"LLaVA-1.5-7B": "llava-7b", "LLaVA-1.5-13B": "llava-13b", "InstructBLIP-13B": "instructblip-13b",
+             "MiniGPT-4-Llama2-7B": "minigpt4-llama2-7b"}
 METHOD_MAP = {"base": "base", "DPO": "dpo", "HA-DPO": "ha-dpo", "POVID": "povid", "HSA-DPO": "hsa-dpo",
               "OPA-DPO": "opa-dpo"}
 # benchmark families bench scores (their metrics are fractions, shown ×100 like the papers' percentages)

@@ -17,7 +17,11 @@ engine (:mod:`bench.eval.engine`, prefix sharing included) talk to a checkpoint 
   ``get_rope_index``).
 
 Families in this package: ``llava-1.5`` (model_type ``llava``), ``llava-next`` (``llava_next``), ``qwen2-vl``
-(``qwen2_vl``). Another
+(``qwen2_vl``), ``instructblip`` (``instructblip``) and ``minigpt4`` (``minigpt4``, assembled from transformers
+parts). Families whose language model is not ``model.language_model`` / ``lm_head`` override
+``language_model``, ``input_embeddings`` and ``lm_head``; a preprocessor whose image input depends on the
+instruction (InstructBLIP's Q-Former) sets ``instruction_aware`` and is called through :func:`prompt_image_input` /
+:func:`prompt_images` with the question. Another
 family is one module defining a :class:`ModelFamily` subclass and registering it (entry-point group
 ``bench.model_families`` for third-party packages).
 """
@@ -93,7 +97,21 @@ class ModelFamily:
         return f"model.{self.projector_attr}."
 
     def language_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The decoder stack (no ``lm_head``) that takes ``inputs_embeds``."""
         return unwrap(model).model.language_model
+
+    @property
+    def language_model_prefix(self) -> str:
+        """State-dict prefix of the decoder's weights (what ``full_finetune`` saves)."""
+        return "model.language_model."
+
+    def input_embeddings(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The language model's token-embedding table (image placeholders are replaced after it)."""
+        return unwrap(model).model.get_input_embeddings()
+
+    def lm_head(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The output projection applied to the decoder's last hidden states."""
+        return unwrap(model).lm_head
 
     def vision_lora_pattern(self, config: Any, clip_linears: list[str], projector_linears: list[str]) -> str:
         """Regex alternatives adding LoRA to the vision layers that feed the projector, and to the projector."""
@@ -125,6 +143,23 @@ class ModelFamily:
         """Whether the eval engine may run the image + common prompt prefix once and continue each question
         from a copy of its KV cache (positions of the continuation must be plain offsets)."""
         return True
+
+
+def prompt_image_input(pre: Any, image: Any, question: str) -> ImageInput:
+    """One image's forward inputs for ``question``. A preprocessor whose vision input depends on the
+    instruction (``instruction_aware = True``: InstructBLIP's Q-Former reads the question) gets the question;
+    every other one is called as ``image_input(image)``, so its inputs do not depend on the question."""
+    if getattr(pre, "instruction_aware", False):
+        return pre.image_input(image, question)
+    return pre.image_input(image)
+
+
+def prompt_images(pre: Any, images: list, questions: list[str]) -> tuple[torch.Tensor, dict]:
+    """Forward inputs of N (image, question) rows: ``pre.images(images)``, or with the questions for an
+    instruction-aware preprocessor (see :func:`prompt_image_input`)."""
+    if getattr(pre, "instruction_aware", False):
+        return pre.images(images, questions)
+    return pre.images(images)
 
 
 def family_for_type(model_type: str) -> ModelFamily:

@@ -4,7 +4,8 @@
 
 * a registered name: ``llava-7b`` / ``llava-13b`` (``llava-hf/llava-1.5-{7b,13b}-hf``), ``llava-next-7b``
   (``llava-hf/llava-v1.6-vicuna-7b-hf``), ``qwen2-vl-7b`` / ``qwen2.5-vl-7b`` (``Qwen/Qwen2{,.5}-VL-7B-Instruct``),
-  the embedded ``tiny-llava``;
+  ``instructblip-7b`` / ``instructblip-13b`` (``Salesforce/instructblip-vicuna-{7b,13b}``), ``minigpt4-llama2-7b``
+  (assembled from three downloads, :mod:`bench.models.assembly`), the embedded ``tiny-llava``;
 * a local folder in a family's HF layout (``config.json`` + weights + processor files), e.g. one written by
   ``bench models make-tiny``;
 * any hub id (``owner/name``), optionally at ``--revision``.
@@ -35,6 +36,7 @@ from bench.errors import BenchError, OfflineError
 from bench.io import read_json
 from bench.models import TinyLlava
 from bench.models.api import ApiModel, is_api_model
+from bench.models.assembly import download_hint
 from bench.models.family import ModelFamily, family_for_type
 from bench.paths import data_dir
 from bench.registry import MODELS
@@ -113,7 +115,9 @@ class HfModel:
         """A copy of this entry at ``revision`` / with ``trust_remote_code``."""
         if revision == self.revision and trust_remote_code == self.trust_remote_code:
             return self
-        return type(self)(self.name, self.repo_id, self.description, revision, trust_remote_code)
+        other = type(self)(self.name, self.repo_id, self.description, revision, trust_remote_code)
+        other.train_profile = self.train_profile
+        return other
 
     def resolve(self) -> Path:
         """The local folder (the env var's copy or the cached snapshot); raises at once when it is not here."""
@@ -167,6 +171,68 @@ MODELS.add("qwen2-vl-7b", HfModel("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct",
                                   "Qwen2-VL 7B Instruct (Qwen/Qwen2-VL-7B-Instruct), chatml, dynamic resolution"))
 MODELS.add("qwen2.5-vl-7b", HfModel("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct",
                                     "Qwen2.5-VL 7B Instruct (Qwen/Qwen2.5-VL-7B-Instruct), chatml, dynamic resolution"))
+
+
+def _hadpo_profile(**train: Any) -> dict:
+    """HA-DPO's recipe for its InstructBLIP / MiniGPT-4 runs (their READMEs @abdc44b): LoRA r 64, alpha 16 on the
+    LLM's q/k/v projections, the projection frozen; global batch 32 (1 per GPU × 4 accumulation × 8 GPUs)."""
+    return {"ha-dpo": {"train": {"lora_targets": ["q_proj", "k_proj", "v_proj"], "lora_r": 64, "lora_alpha": 16,
+                                 "lora_dropout": 0.05, "train_projector": False, "batch_size": 1, "grad_accum": 32,
+                                 **train}}}
+
+
+for _size in ("7b", "13b"):
+    _entry = HfModel(f"instructblip-{_size}", f"Salesforce/instructblip-vicuna-{_size}",
+                     f"InstructBLIP Vicuna-{_size.upper()} (Salesforce/instructblip-vicuna-{_size}), bare-question"
+                     " prompt, instruction-aware Q-Former (32 query tokens)")
+    _entry.train_profile = _hadpo_profile(lr=4e-6, epochs=1, warmup_ratio=0.0)
+    MODELS.add(_entry.name, _entry)
+
+
+class AssembledMiniGPT4:
+    """Entry ``minigpt4-llama2-7b``: a folder written by :func:`bench.models.assembly.assemble`, given by ``BENCH_MODEL_MINIGPT4_LLAMA2_7B``
+    (runs never download or assemble implicitly; without it, resolution fails at once naming the downloads)."""
+
+    version = "1"
+    description = ("MiniGPT-4 Llama-2-7B chat (BLIP-2 ViT-g + Q-Former + llama_proj + Llama-2-7b-chat), assembled"
+                   " locally by `bench models assemble-minigpt4`")
+
+    def __init__(self, name: str = "minigpt4-llama2-7b", train_profile: dict | None = None):
+        self.name = self.ref = name
+        self.env_var = env_var_for(name)
+        self.train_profile = train_profile or {}
+
+    def resolve(self) -> Path:
+        """The assembled folder named by the env var (read at every call, so the entry never goes stale)."""
+        local = os.environ.get(self.env_var)
+        if not local:
+            raise OfflineError(f"model {self.name!r} is not on this machine (runs never download weights); "
+                               + download_hint(self.env_var))
+        folder = Path(local)
+        if not (folder / "config.json").is_file():
+            raise BenchError(f"{self.env_var}={local}: not a checkpoint folder (no config.json)")
+        return folder
+
+    resolved_revision = None
+
+    @property
+    def family(self) -> Any:
+        return read_family(self.resolve())
+
+    def load(self, dtype: Any = None, device: str = "cpu"):
+        return load_folder(self.resolve(), self.family, dtype or torch.float32, device)
+
+    def missing_resources(self) -> list[str]:
+        return [] if (self.resolve() / "config.json").is_file() else [f"model {self.name}: no config.json"]
+
+    def weights_source(self) -> dict:
+        return {"path": str(self.resolve())}
+
+    def default_data_root(self) -> Path:
+        return data_dir()
+
+
+MODELS.add("minigpt4-llama2-7b", AssembledMiniGPT4("minigpt4-llama2-7b", _hadpo_profile(lr=1e-4, max_steps=1000)))
 
 
 TINY_MARKER = "bench_model.json"

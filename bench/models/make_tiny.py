@@ -1,6 +1,6 @@
 """Tiny random checkpoints of every supported family, built from configs (no download): for tests and smoke runs.
 
-``python -m bench models make-tiny --family llava-1.5|llava-next|qwen2-vl|qwen2.5-vl --out DIR`` writes a folder in the family's
+``python -m bench models make-tiny --family llava-1.5|llava-next|qwen2-vl|qwen2.5-vl|instructblip|minigpt4 --out DIR`` writes a folder in the family's
 HF layout (``config.json``, ``model.safetensors``, tokenizer and processor files, a chat template where the
 family's prompt is one) that ``from_pretrained`` and ``bench … --model DIR`` load offline. The tokenizer is the
 project's own byte-level BPE trained on the synthetic world's text (:func:`bench.models.tiny_llava.build_tokenizer`);
@@ -11,6 +11,7 @@ the embedded tiny-llava's scale profile and build its methods' data on the synth
 Sizes: CLIP vision tower 32 px / patch 8 (16 tokens per 32×32 view), 3 layers of width 64; a 4-layer Llama of
 width 128. LLaVA-NeXT: grid pinpoints up to 64×64 (a base view + up to 4 tiles). Qwen2-VL / Qwen2.5-VL: a
 2-block vision tower with patch 4 and merge 2, a 4-layer Qwen2 language model with M-RoPE sections (4, 6, 6).
+InstructBLIP / MiniGPT-4: :mod:`bench.models.tiny_qformer` (32 query tokens, a 2-layer Q-Former).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from bench.errors import BenchError
 from bench.io import atomic_write_json, read_jsonl
 from bench.models import TinyLlava
 from bench.models.families.qwen2_vl import ProcessorParts
-from bench.models.family import family_of
+from bench.models.family import family_of, prompt_image_input
 from bench.models.llava import load_image
 from bench.models.loading import make_preprocessor
 from bench.models.tiny_llava import build_tiny_llava, build_tokenizer
 from bench.train.forward import pad_batch
 
 IMAGE_SIZE, PATCH = 32, 8
-FAMILY_NAMES = ("llava-1.5", "llava-next", "qwen2-vl", "qwen2.5-vl")
+FAMILY_NAMES = ("llava-1.5", "llava-next", "qwen2-vl", "qwen2.5-vl", "instructblip", "minigpt4")
 
 # Our own template in the LLaVA-1.6-mistral layout ("[INST] <image>\n{question} [/INST] {answer}</s>"), written
 # for the tiny checkpoint; real checkpoints bring theirs.
@@ -147,6 +148,10 @@ def build(family: str, seed: int = 0):
         return build_qwen2_vl(seed)
     if family == "qwen2.5-vl":
         return build_qwen2_vl(seed, version="2.5")
+    if family in ("instructblip", "minigpt4"):  # Q-Former families: bench.models.tiny_qformer
+        from bench.models import tiny_qformer
+
+        return getattr(tiny_qformer, f"build_{family}")(seed)
     raise BenchError(f"make-tiny: unknown family {family!r} (choose from {', '.join(FAMILY_NAMES)})")
 
 
@@ -167,17 +172,19 @@ def pretrain(model, processor, data_root: Path, steps: int, seed: int = 0, batch
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
-    images: dict[str, tuple] = {}
+    images: dict[tuple, tuple] = {}
+    aware = getattr(pre, "instruction_aware", False)  # InstructBLIP: the image input depends on the question
     model.train()
     t0, losses = time.perf_counter(), []
     for _ in range(steps):
         batch_rows = rng.sample(rows, batch_size)
         enc, inputs = [], []
         for r in batch_rows:
-            if r["image"] not in images:
+            key = (r["image"], r["question"] if aware else None)
+            if key not in images:
                 img = load_image(Path(data_root) / r["image"])
-                images[r["image"]] = (img.size, pre.image_input(img))
-            size, inp = images[r["image"]]
+                images[key] = (img.size, prompt_image_input(pre, img, r["question"]))
+            size, inp = images[key]
             enc.append(pre.encode_pair(r["question"], r["answer"], 1024, image_size=size))
             inputs.append(inp)
         batch = pad_batch(enc, pre.tokenizer.pad_token_id, list(range(len(enc))))

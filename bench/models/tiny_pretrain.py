@@ -13,7 +13,6 @@ beside the shipped checkpoint records the command, wall time and the measured bi
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import time
 from pathlib import Path

@@ -63,7 +63,7 @@ def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tens
     family = family_of(llava)
     image_token_id = llava.config.image_token_id
     ids = batch.input_ids
-    embed = llava.model.get_input_embeddings()
+    embed = family.input_embeddings(llava)
     embeds = embed(ids.masked_fill(ids == image_token_id, 0))
     is_image = ids == image_token_id
     per_seq = is_image.sum(1)
@@ -83,7 +83,7 @@ def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tens
         scattered = torch.cat([feats[int(j)] for j in batch.image_index]).to(embeds.dtype)
     embeds = embeds.masked_scatter(is_image.unsqueeze(-1), scattered)
     more = family.language_model_inputs(llava, ids, batch.attention_mask, extra or {}, batch.image_index)
-    out = llava.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask, **more)
+    out = family.language_model(llava)(inputs_embeds=embeds, attention_mask=batch.attention_mask, **more)
     return out.last_hidden_state
 
 
@@ -102,8 +102,9 @@ def supervised_logps(
     h = hidden[:, :-1][mask]  # [M, D]
     tgt = targets[mask] if alt_targets is None else torch.cat(alt_targets).to(targets.device)
     logps, argmax = [], []
+    lm_head = family_of(llava).lm_head(llava)
     for start in range(0, h.shape[0], chunk_tokens):
-        logits = llava.lm_head(h[start : start + chunk_tokens]).float()
+        logits = lm_head(h[start : start + chunk_tokens]).float()
         lp = F.log_softmax(logits, dim=-1)
         logps.append(lp.gather(-1, tgt[start : start + chunk_tokens, None]).squeeze(-1))
         argmax.append(logits.argmax(-1))

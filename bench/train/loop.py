@@ -45,7 +45,7 @@ from bench.config import to_dict
 from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError, DataError
 from bench.io import append_jsonl, atomic_write_json, read_json, sha256_file
-from bench.models.family import ImageInput, family_of
+from bench.models.family import ImageInput, family_of, prompt_image_input
 from bench.models.llava import IGNORE_INDEX, LlavaPreprocessor, load_image
 from bench.train import distributed as dist
 from bench.train.config import CLIP_LINEARS, PROJECTOR_LINEARS, TrainConfig
@@ -153,7 +153,7 @@ def image_input_for(pre: Any, rec: PreferenceRecord, seq: Sequence, seed: int, e
     gen = torch.Generator().manual_seed(_seed_for(seed, rec.id, variant.name, 0 if variant.fixed else epoch))
     if variant.transform is not None and variant.space == "raw":
         img = _to_pil(variant.transform(_to_tensor(img), gen))
-    inp = pre.image_input(img)
+    inp = prompt_image_input(pre, img, rec.question)
     if variant.transform is not None and variant.space == "pixel":
         pv = inp.pixels
         if pv.dim() == 3:
@@ -834,7 +834,7 @@ def _save_adapter(model, cfg: TrainConfig, stage_dir: Path) -> None:
     if hasattr(model, "save_pretrained") and hasattr(model, "peft_config"):
         model.save_pretrained(str(stage_dir / "adapter"), safe_serialization=True)
     if cfg.train_projector or cfg.full_finetune:
-        prefix = "model.language_model." if cfg.full_finetune else proj
+        prefix = family_of(model).language_model_prefix if cfg.full_finetune else proj
         extra = {k: v.detach().cpu().contiguous() for k, v in llava.state_dict().items()
                  if k.startswith(proj) or (cfg.full_finetune and k.startswith(prefix))}
         save_file(extra, str(stage_dir / "non_lora_trainables.safetensors"))

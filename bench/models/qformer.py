@@ -1,0 +1,62 @@
+"""The layout shared by the Q-Former families (:mod:`bench.models.families.instructblip`,
+:mod:`bench.models.families.minigpt4`): ``vision_model`` (ViT + its post-LayerNorm), ``query_tokens``, ``qformer``,
+a linear projection to the LLM width (``projector_attr``) and a causal LM at ``language_model`` (decoder at
+``language_model.model``, ``language_model.lm_head``) — transformers' InstructBLIP / BLIP-2 layout. Kept outside
+``bench.models.families`` so that family modules never import each other through that package."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bench.models.family import ModelFamily, unwrap
+
+
+class QFormerFamily(ModelFamily):
+    """Layout shared by InstructBLIP and the assembled MiniGPT-4: ``vision_model``, ``query_tokens``, ``qformer``,
+    a linear projection (``projector_attr``) and a causal LM at ``language_model`` (decoder ``.model``, ``lm_head``)."""
+
+    vision_attr = "vision_model"
+    projector_attr = "language_projection"
+
+    def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
+        return unwrap(model).vision_model
+
+    def projector(self, model: torch.nn.Module) -> torch.nn.Module:
+        return getattr(unwrap(model), self.projector_attr)
+
+    def set_projector(self, model: torch.nn.Module, module: torch.nn.Module) -> None:
+        setattr(unwrap(model), self.projector_attr, module)
+
+    @property
+    def projector_prefix(self) -> str:
+        return f"{self.projector_attr}."
+
+    def language_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return unwrap(model).language_model.model
+
+    @property
+    def language_model_prefix(self) -> str:
+        return "language_model.model."
+
+    def input_embeddings(self, model: torch.nn.Module) -> torch.nn.Module:
+        return unwrap(model).language_model.get_input_embeddings()
+
+    def lm_head(self, model: torch.nn.Module) -> torch.nn.Module:
+        return unwrap(model).language_model.lm_head
+
+    def vision_lora_pattern(self, config: Any, clip_linears: list[str], projector_linears: list[str]) -> str:
+        """``lora_vision`` (OPA-DPO's LoRA on every linear layer): the ViT's attention (``qkv``, ``projection``) and
+        MLP (``fc1``, ``fc2``) of every layer (all feed the Q-Former through ``post_layernorm``), the Q-Former's
+        self- and cross-attention (``query``/``key``/``value``, ``output.dense``) and query FFN of every layer,
+        its text FFN (InstructBLIP) in every layer but the last — only the query outputs leave the Q-Former, so
+        the last layer's text FFN never gets a gradient — and the projection. (The LLaVA names ``clip_linears`` /
+        ``projector_linears`` do not apply.)"""
+        last = int(config.qformer_config.num_hidden_layers) - 1
+        before_last = "|".join(str(i) for i in range(last)) or "-1"
+        return (r".*vision_model\.encoder\.layers\.\d+\.(self_attn\.(qkv|projection)|mlp\.(fc1|fc2))$"
+                r"|.*qformer\.encoder\.layer\.\d+\.(attention|crossattention)\.(attention\.(query|key|value)|output\.dense)$"
+                r"|.*qformer\.encoder\.layer\.\d+\.(intermediate_query|output_query)\.dense$"
+                rf"|.*qformer\.encoder\.layer\.({before_last})\.(intermediate|output)\.dense$"
+                rf"|.*{self.projector_attr}$")
