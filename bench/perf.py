@@ -35,6 +35,11 @@ def _shape_config(shape: str):
                                   image_size=336, patch_size=14, projection_dim=768)
         text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                            num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
+    elif shape == "mid":  # a CPU-sized LLaVA: 256 image tokens, 8 LM layers, the LLaVA-1.5 vocabulary size
+        vision = CLIPVisionConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                                  image_size=224, patch_size=14, projection_dim=512)
+        text = LlamaConfig(vocab_size=32064, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
+                           num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096)
     elif shape == "tiny":
         vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                                   image_size=32, patch_size=8)
