@@ -52,7 +52,8 @@ def _shape_config(shape: str):
 
 
 class _IdTokenizer:
-    """Token ids without text: perf data only needs lengths. ``encode`` maps words to ids mod vocab."""
+    """Token ids without text: perf data only needs lengths. Words map to ids by a stable hash (crc32) mod the
+    vocabulary; ``decode`` writes the ids back as numbers (so texts compare exactly)."""
 
     bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
 
@@ -60,7 +61,38 @@ class _IdTokenizer:
         self.vocab = vocab
 
     def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [3 + (hash(w) % (self.vocab - 100)) for w in text.split()]}
+        import zlib
+
+        return {"input_ids": [3 + (zlib.crc32(w.encode()) % (self.vocab - 100)) for w in text.split()]}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        special = {self.bos_token_id, self.eos_token_id, self.pad_token_id} if skip_special_tokens else set()
+        return " ".join(str(i) for i in ids if i not in special)
+
+    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
+        return [self.decode(r, skip_special_tokens) for r in rows]
+
+
+def resolve_device(device: str) -> str:
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_model(shape: str, device: str, dtype: torch.dtype | None = None):
+    """A randomly initialised ``LlavaForConditionalGeneration`` of ``shape`` (seed 0; bfloat16 on CUDA, float32
+    on CPU) in eval mode, and its preprocessor (id tokenizer, CLIP image processor at the shape's size)."""
+    from transformers import LlavaForConditionalGeneration
+
+    from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
+
+    cfg = _shape_config(shape)
+    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlavaForConditionalGeneration(cfg).to(dtype).eval()
+    pre = LlavaPreprocessor(_IdTokenizer(cfg.text_config.vocab_size), _fake_processor(cfg.vision_config.image_size),
+                            cfg.image_token_id, num_image_tokens_from_config(cfg))
+    return model, pre
 
 
 def _fake_processor(size: int):
@@ -119,7 +151,7 @@ def perf_train(args) -> dict:
         rows = [json.loads(line) for line in (tmp / "stage" / "log.jsonl").read_text().splitlines()]
     timed = rows[args.warmup:]
     result = {
-        "what": "train", "method": "dpo", "shape": args.shape, "device": _device_name(device),
+        "what": "train", "method": "dpo", "shape": args.shape, "device": device_name(device),
         "pairs_per_step": args.pairs, "seq_len_target": args.seq_len, "lora_r": args.lora_r,
         "reference_cache": args.cache_reference, "steps_timed": len(timed),
         "pairs_per_s_median": statistics.median(r["pairs_per_s"] for r in timed) if timed else None,
@@ -129,58 +161,17 @@ def perf_train(args) -> dict:
     return result
 
 
-def _device_name(device: str) -> str:
+def device_name(device: str) -> str:
     from bench.records import device_name
 
     return device_name(device)
 
 
-def perf_eval(args) -> dict:
-    """Engine (prefix reuse) vs HF generate at batch 1 on a POPE-shaped workload."""
-    from transformers import LlavaForConditionalGeneration
-
-    from bench.benchmark import EvalItem, GenerationSettings
-    from bench.eval.engine import generate_batch, generate_with_prefix
-    from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
-
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = _shape_config(args.shape)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LlavaForConditionalGeneration(cfg).to(dtype).eval()
-    pre = LlavaPreprocessor(_IdTokenizer(cfg.text_config.vocab_size), _fake_processor(cfg.vision_config.image_size),
-                            cfg.image_token_id, num_image_tokens_from_config(cfg))
-    pre.tokenizer.decode = lambda ids, skip_special_tokens=True: " ".join(map(str, ids.tolist()))
-    pre.tokenizer.batch_decode = lambda rows, skip_special_tokens=True: [" ".join(map(str, r.tolist())) for r in rows]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        recs = _records(tmp, args.images, 4)
-        items = [EvalItem(f"{i}/{q}", r.image, f"Is there a thing{q} in the image?")
-                 for i, r in enumerate(recs) for q in range(args.questions)]
-        gen = GenerationSettings(max_new_tokens=args.answer_tokens)
-        out = {"what": "eval", "shape": args.shape, "device": _device_name(device), "images": args.images,
-               "questions_per_image": args.questions, "answer_tokens": args.answer_tokens}
-        timings: dict = {}
-        t0 = time.perf_counter()
-        fast = []
-        for i in range(args.images):
-            fast += generate_with_prefix(model, pre, items[i * args.questions:(i + 1) * args.questions], gen, device,
-                                         timings)
-        out["engine_prefix_reuse_s"] = round(time.perf_counter() - t0, 3)
-        out["engine_split_s"] = {k: round(v, 3) for k, v in timings.items()}
-        t0 = time.perf_counter()
-        slow = [generate_batch(model, pre, [it], gen, device)[0] for it in items]
-        out["hf_generate_bs1_s"] = round(time.perf_counter() - t0, 3)
-        out["agreement_vs_bs1"] = sum(a == b for a, b in zip(fast, slow)) / len(items)
-    return out
-
-
 def main_perf(args) -> int:
     p = argparse.ArgumentParser(prog=f"python -m bench perf {args.what}")
-    p.add_argument("--shape", default="tiny", help="llava-7b | tiny")
+    p.add_argument("--shape", default="tiny", choices=["tiny", "mid", "llava-7b"])
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="write the result JSON here")
+    p.add_argument("--json", "--out", dest="out", default=None, metavar="FILE", help="write the result JSON here")
     if args.what == "train":
         p.add_argument("--pairs", type=int, default=4)
         p.add_argument("--seq-len", dest="seq_len", type=int, default=800)
@@ -191,9 +182,9 @@ def main_perf(args) -> int:
         opts = p.parse_args(args.rest)
         result = perf_train(opts)
     else:
-        p.add_argument("--images", type=int, default=8)
-        p.add_argument("--questions", type=int, default=18)
-        p.add_argument("--answer-tokens", dest="answer_tokens", type=int, default=4)
+        from bench.perf_eval import add_arguments, perf_eval
+
+        add_arguments(p)
         opts = p.parse_args(args.rest)
         result = perf_eval(opts)
     print(json.dumps(result, indent=2))
