@@ -1,33 +1,30 @@
 """``python -m bench perf train|eval``: throughput and memory, measured (never asserted).
 
-``perf train`` builds a randomly initialised LLaVA of the requested shape (``llava-7b``:
-CLIP-L/14-336 + Vicuna-7B shapes; ``tiny``: the tiny-llava shapes for CPU smoke runs), puts LoRA
-(r128 by default) on the language model's linears, and times optimizer steps of the ``dpo`` method
-through the shared loop on synthetic pairs of ~``--seq-len`` tokens (576 image tokens included at
-7B shapes). It prints pairs/s (median over the timed steps, after warm-up) and peak memory, and
-writes them as JSON to ``--out``. ``--trl`` additionally times TRL's ``DPOTrainer`` on the same
-model, data and settings when TRL is installed.
+Shapes (``--shape``), randomly initialised from a config, never downloaded:
 
-``perf eval`` times the evaluation engine on a POPE-shaped workload (images × questions) and a
-caption workload (images × forced ``--caption-tokens`` new tokens) against HF ``generate`` at
-batch 1, and reports the vision/prefix/decode split.
+* ``tiny`` — a few-MB LLaVA (CLIP 64 × 2 at 32 px, Llama 64 × 2, vocabulary 512) for smoke runs and tests;
+* ``mid`` — CLIP hidden 256 × 4 layers at 224 px / patch 14 (256 image tokens), Llama hidden 512 × 8 layers
+  (intermediate 1376, 8 heads), vocabulary 32064: a CPU-sized LLaVA whose prompt (≈ 290 tokens) and
+  vocabulary have LLaVA-1.5's proportions;
+* ``llava-7b`` — CLIP-L/14-336 + Vicuna-7B.
+
+``perf eval`` (:mod:`bench.perf_eval`): the engine against transformers' ``generate`` at batch 1 and 8 (32)
+on POPE- and caption-shaped workloads. ``perf train`` (:mod:`bench.perf_train`): the training loop, with and
+without the reference cache, and with ``--trl`` TRL's ``DPOTrainer`` on the same model, data and LoRA.
+``--json FILE`` writes the printed result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import tempfile
-import time
-from pathlib import Path
 
 import torch
 
 from bench.io import atomic_write_json
 
 
-def _shape_config(shape: str):
+def _shape_config(shape: str, image_token_id: int | None = None):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     if shape == "llava-7b":
@@ -46,8 +43,9 @@ def _shape_config(shape: str):
         text = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024)
     else:
-        raise SystemExit(f"unknown shape {shape!r} (llava-7b | tiny)")
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_id=text.vocab_size - 64 + 1,
+        raise SystemExit(f"unknown shape {shape!r} (tiny | mid | llava-7b)")
+    image_token_id = text.vocab_size - 64 + 1 if image_token_id is None else image_token_id
+    return LlavaConfig(vision_config=vision, text_config=text, image_token_id=image_token_id,
                        vision_feature_layer=-2, vision_feature_select_strategy="default")
 
 
@@ -101,66 +99,6 @@ def _fake_processor(size: int):
     return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 
 
-def _records(tmp: Path, n: int, words: int):
-    from PIL import Image
-
-    from bench.data.preference import PreferenceRecord
-
-    recs = []
-    for i in range(n):
-        path = tmp / f"{i}.png"
-        Image.new("RGB", (64 + i % 7, 48), ((37 * i) % 255, 90, 160)).save(path)
-        text_c = " ".join(f"w{(i + j) % 97}" for j in range(words))
-        text_r = " ".join(f"v{(i * 3 + j) % 89}" for j in range(words))
-        recs.append(PreferenceRecord(str(i), str(path), "Describe this image in detail.", text_c, text_r))
-    return recs
-
-
-def perf_train(args) -> dict:
-    from transformers import LlavaForConditionalGeneration
-
-    from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
-    from bench.train.config import TrainConfig
-    from bench.train.loop import add_lora, train_stage
-    from methods.dpo import DpoConfig, DpoMethod
-
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = _shape_config(args.shape)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LlavaForConditionalGeneration(cfg).to(dtype)
-    n_img = num_image_tokens_from_config(cfg)
-    pre = LlavaPreprocessor(_IdTokenizer(cfg.text_config.vocab_size), _fake_processor(cfg.vision_config.image_size),
-                            cfg.image_token_id, n_img)
-    words = max(8, (args.seq_len - n_img - 40) // 2)
-    steps = args.steps + args.warmup
-    tcfg = TrainConfig(lr=1e-6, max_steps=steps, batch_size=args.pairs, max_length=args.seq_len + 64,
-                       lora_r=args.lora_r, lora_alpha=2 * args.lora_r, cache_reference=args.cache_reference,
-                       bf16=True, log_every=1)
-    mcfg = DpoConfig(train=tcfg)
-    method = DpoMethod()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        recs = _records(tmp, args.pairs * steps, words)
-        peft_model = add_lora(model, tcfg)
-        t0 = time.perf_counter()
-        train_stage(method, method.stages(mcfg)[0], mcfg, peft_model, pre, recs, tmp / "stage", 0, False, device,
-                    progress=False)
-        wall = time.perf_counter() - t0
-        rows = [json.loads(line) for line in (tmp / "stage" / "log.jsonl").read_text().splitlines()]
-    timed = rows[args.warmup:]
-    result = {
-        "what": "train", "method": "dpo", "shape": args.shape, "device": device_name(device),
-        "pairs_per_step": args.pairs, "seq_len_target": args.seq_len, "lora_r": args.lora_r,
-        "reference_cache": args.cache_reference, "steps_timed": len(timed),
-        "pairs_per_s_median": statistics.median(r["pairs_per_s"] for r in timed) if timed else None,
-        "peak_mem_gib": max((r["peak_mem_gib"] for r in rows if "peak_mem_gib" in r), default=None),  # CUDA only
-        "wall_s_including_reference_pass": round(wall, 2),
-    }
-    return result
-
-
 def device_name(device: str) -> str:
     from bench.records import device_name
 
@@ -173,12 +111,9 @@ def main_perf(args) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", "--out", dest="out", default=None, metavar="FILE", help="write the result JSON here")
     if args.what == "train":
-        p.add_argument("--pairs", type=int, default=4)
-        p.add_argument("--seq-len", dest="seq_len", type=int, default=800)
-        p.add_argument("--steps", type=int, default=5)
-        p.add_argument("--warmup", type=int, default=2)
-        p.add_argument("--lora-r", dest="lora_r", type=int, default=128)
-        p.add_argument("--no-reference-cache", dest="cache_reference", action="store_false")
+        from bench.perf_train import add_arguments, perf_train
+
+        add_arguments(p)
         opts = p.parse_args(args.rest)
         result = perf_train(opts)
     else:
