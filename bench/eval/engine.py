@@ -158,10 +158,10 @@ def generate_with_prefix(model, pre: LlavaPreprocessor, items: list[EvalItem], g
     rows (:mod:`bench.eval.packed`; no per-question copy of the prefix's KV cache)."""
     from bench.eval.fastpath import stream
 
-    texts: dict[str, str | None] = {}
+    texts: dict[int, str | None] = {}  # by object: callers may pass items that share an id
     for chunk, out, _ in stream(model, pre, items, gen, device, timings=timings, path="packed"):
-        texts.update((it.id, t) for it, t in zip(chunk, out))
-    return [texts[it.id] for it in items]
+        texts.update((id(it), t) for it, t in zip(chunk, out))
+    return [texts[id(it)] for it in items]
 
 
 def _postprocess(text: str, gen: GenerationSettings) -> str:
