@@ -76,6 +76,16 @@ def test_batched_captions_equal_batch1_generate_with_prompts_of_different_length
     assert _batched(model, pre, items, gen, max_rows=2) == ref  # several buckets
 
 
+def test_prefill_in_chunks_then_one_decode_cache_gives_the_same_outputs(tiny, monkeypatch):
+    import bench.eval.batched as batched
+
+    model, pre, images = tiny
+    items = _captions(images)
+    gen = GenerationSettings(max_new_tokens=8)
+    monkeypatch.setitem(batched.PREFILL_TOKENS, "cpu", 60)  # one or two prompts per prefill forward
+    assert _batched(model, pre, items, gen) == _bs1(model, pre, items, gen)
+
+
 @pytest.mark.parametrize("sync_every", [1, 4])
 def test_rows_finishing_at_different_steps_leave_the_batch_without_changing_outputs(tiny, sync_every):
     model, pre, images = tiny

@@ -31,12 +31,13 @@ import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.errors import DataError
-from bench.eval.kvcache import LanguageModel
+from bench.eval.kvcache import GrowingCache, LanguageModel
 from bench.eval.packed import image_size
 from bench.models.llava import load_image
 
 CPU_KV_BYTES = 1 << 30
 MAX_ROWS = {"cpu": 64, "cuda": 256}
+PREFILL_TOKENS = {"cpu": 2560, "cuda": 65536}  # prompt tokens per prefill forward
 
 
 def kv_bytes_per_token(lm: LanguageModel) -> int:
@@ -139,10 +140,19 @@ def _run_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[lis
     padded = any(len(p) < width for p in rows)
     ids, att = ids.to(device), att.to(device)
     pos = (att[:, :width].cumsum(-1) - 1).clamp(min=0)
-    cache = lm.new_cache(width + max_new)
-    embeds = lm.embed_ids(ids, [feats[slot[items[i].image]] for i in keep])
-    hidden = lm.forward(embeds, att[:, :width] if padded else None, pos, cache)
-    nxt = lm.next_tokens(hidden[:, -1])
+    # prefill in chunks of about PREFILL_TOKENS tokens (on CPU a 32-row prefill is ~20 % slower than four 8-row
+    # ones: its activations leave the caches), then one cache for the decode
+    step = max(1, PREFILL_TOKENS["cuda" if str(device).startswith("cuda") else "cpu"] // width)
+    parts, firsts = [], []
+    for a in range(0, n, step):
+        part = lm.new_cache(width if step < n else width + max_new)
+        embeds = lm.embed_ids(ids[a:a + step], [feats[slot[items[i].image]] for i in keep[a:a + step]])
+        hidden = lm.forward(embeds, att[a:a + step, :width] if padded else None, pos[a:a + step], part)
+        firsts.append(lm.next_tokens(hidden[:, -1]))
+        parts.append(part)
+    cache = parts[0] if len(parts) == 1 else GrowingCache.stack(parts, width + max_new)
+    del parts
+    nxt = torch.cat(firsts)
     t2 = time.perf_counter()
     out = torch.full((n, max_new), -1, dtype=torch.long, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)

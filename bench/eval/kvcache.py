@@ -93,6 +93,19 @@ class GrowingCache(Cache):
         for layer in self.layers:
             layer.keep_rows(rows)
 
+    @classmethod
+    def stack(cls, parts: list["GrowingCache"], capacity: int) -> "GrowingCache":
+        """One cache holding the rows of ``parts`` in order (all of the same length; prefilled in chunks), with
+        room for ``capacity`` tokens per row. Copies each part's filled keys/values once."""
+        out = cls(len(parts[0].layers), capacity)
+        for i, layer in enumerate(out.layers):
+            done = [p.layers[i] for p in parts]
+            k = torch.cat([d.keys for d in done])
+            v = torch.cat([d.values for d in done])
+            layer.lazy_initialization(k, v)
+            layer.update(k, v)
+        return out
+
 
 def num_layers(lm: torch.nn.Module) -> int:
     cfg = lm.config

@@ -46,7 +46,7 @@ from bench.errors import DataError
 from bench.eval.kvcache import LanguageModel
 from bench.models.llava import load_image
 
-DEFAULT_TOKEN_BUDGET = {"cpu": 4096, "cuda": 65536}  # prefill tokens per forward (rows × padded length)
+DEFAULT_TOKEN_BUDGET = {"cpu": 2560, "cuda": 65536}  # prefill tokens per forward (rows × padded length)
 
 
 @dataclass
