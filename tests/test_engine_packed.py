@@ -166,3 +166,11 @@ class _EosTokenizer:
 
     def batch_decode(self, rows, skip_special_tokens=True):
         return [self.decode(r, skip_special_tokens) for r in rows]
+
+
+def test_a_family_whose_image_features_read_the_question_can_opt_out_of_the_fast_paths(tiny, monkeypatch):
+    from bench.models.family import family_of
+
+    model, pre, images = tiny
+    monkeypatch.setattr(family_of(model), "fast_paths", False, raising=False)
+    assert choose_path(model, _questions(images, 3), GenerationSettings(max_new_tokens=3), 8) == "generate"

@@ -4,9 +4,10 @@
   block-masked rows, no per-question KV copies);
 * ``batched`` — greedy, otherwise (captions: CHAIR, AMBER, …): :mod:`bench.eval.batched` (length-sorted
   buckets, preallocated cache, EOS on the device, finished rows leave);
-* ``generate`` — beam search, sampling, and families whose positions are not plain offsets (Qwen2-VL's
-  3-D rotary positions: ``family.own_greedy()`` is False): transformers' ``generate`` on left-padded,
-  length-sorted batches of ``batch_size`` (:func:`bench.eval.engine.generate_batch`).
+* ``generate`` — beam search, sampling, families whose positions are not plain offsets (Qwen2-VL's
+  3-D rotary positions: ``family.own_greedy()`` is False) and families that opt out of the fast paths
+  (:func:`supports_fast_paths`): transformers' ``generate`` on left-padded, length-sorted batches of
+  ``batch_size`` (:func:`bench.eval.engine.generate_batch`).
 
 ``batch_size == 1`` is the reference path: transformers' ``generate`` one item at a time, no packing.
 Every path yields ``(items, texts, skipped)`` per unit of work so the caller appends predictions as they
@@ -25,12 +26,22 @@ from bench.models.family import family_of
 PACK_MIN_QUESTIONS_PER_IMAGE = 2.0  # below this mean, packing saves nothing over the batched path
 
 
+def supports_fast_paths(family) -> bool:
+    """The packed and batched paths build the prompt embeddings themselves: vision features of each distinct
+    image from ``family.image_features`` (independent of the question), scattered at the image tokens, then
+    ``family.language_model``. A family whose image features depend on the text (a Q-Former reading the
+    question, as InstructBLIP's) sets ``fast_paths = False`` and is decoded with ``generate``."""
+    from bench.models.family import ModelFamily
+
+    return bool(getattr(family, "fast_paths", True)) and type(family).image_features is not ModelFamily.image_features
+
+
 def choose_path(model: torch.nn.Module, items: list[EvalItem], gen: GenerationSettings, batch_size: int) -> str:
     """``packed`` | ``batched`` | ``generate`` | ``reference`` for these items (see the module docstring)."""
     if batch_size <= 1:
         return "reference"
     family = family_of(model)
-    if gen.num_beams != 1 or gen.do_sample or not family.own_greedy():
+    if gen.num_beams != 1 or gen.do_sample or not family.own_greedy() or not supports_fast_paths(family):
         return "generate"
     from bench.eval.kvcache import LanguageModel
 
