@@ -107,7 +107,8 @@ def run_bench(args, device: str, records, processor, cache_reference: bool) -> d
                        warmup_ratio=0.0, log_every=1)
     mcfg = DpoConfig(beta=0.1, train=tcfg)
     method = DpoMethod()
-    tokens = [len(pre.encode_pair(r.question, r.chosen, 4096)["input_ids"]) for r in records[:8]]
+    tokens = [len(pre.encode_pair(r.question, text, 4096)["input_ids"])  # the pairs TRL's count is taken on
+              for r in records[:args.pairs] for text in (r.chosen, r.rejected)]
     with tempfile.TemporaryDirectory() as tmp:
         peft_model = add_lora(model, tcfg)
         if device.startswith("cuda"):
