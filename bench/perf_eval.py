@@ -112,6 +112,8 @@ def _agreement(texts: dict[str, str], reference: dict[str, str]) -> float | None
 def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str, batches: tuple[int, ...],
              bs1_items: int | None, repeat: int) -> dict:
     """Engine vs ``generate`` at batch 1 and ``batches`` on ``items``: seconds, split, agreement."""
+    from bench.eval.fastpath import choose_path
+
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     run_engine(model, pre, items[:2], gen, device)  # warm-up
     run_generate(model, pre, items[:1], gen, device, 1)
@@ -127,7 +129,7 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
                            "new_tokens": gen.max_new_tokens}
     res["engine_s"], fast = _timed(engine, repeat)
     res["engine_split_s"] = {k.removesuffix("_s"): round(v, 3) for k, v in split.items()}
-    res["engine_path"] = __import__("bench.eval.fastpath", fromlist=["choose_path"]).choose_path(model, items, gen, 8)
+    res["engine_path"] = choose_path(model, items, gen, 8)
     generated = {}
     for b in batches:
         res[f"hf_generate_bs{b}_s"], generated[b] = _timed(lambda: run_generate(model, pre, items, gen, device, b),

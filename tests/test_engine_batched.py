@@ -65,6 +65,8 @@ def test_growing_cache_writes_in_place_and_drops_rows():
     assert keys.shape[2] == 6 and torch.equal(keys[:, :, :3], k)
     cache.keep_rows(torch.tensor([1]))
     assert cache.layers[0].keys.shape[0] == 1 and torch.equal(cache.layers[0].keys[0, :, :3], k[1])
+    cache.crop(-2)
+    assert cache.get_seq_length() == 4 and cache.layers[0].keys.shape[2] == 4
 
 
 def test_batched_captions_equal_batch1_generate_with_prompts_of_different_lengths(tiny):

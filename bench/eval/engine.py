@@ -156,7 +156,7 @@ def generate_with_prefix(model, pre: LlavaPreprocessor, items: list[EvalItem], g
                          device: str, timings: dict | None = None) -> list[str]:
     """Greedy answers to several questions, the image + shared prompt prefix computed once per image in packed
     rows (:mod:`bench.eval.packed`; no per-question copy of the prefix's KV cache)."""
-    from bench.eval.fastpath import stream
+    from bench.eval.fastpath import stream  # here: fastpath imports this module's generate_batch
 
     texts: dict[int, str | None] = {}  # by object: callers may pass items that share an id
     for chunk, out, _ in stream(model, pre, items, gen, device, timings=timings, path="packed"):
@@ -253,7 +253,7 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     ``<pred_path>.rank<r>``; :func:`merge_shards` then writes the canonical file. The canonical
     predictions file is always in the protocol's item order, so 1 and N processes give the same file.
     """
-    from bench.eval.fastpath import choose_path, stream
+    from bench.eval.fastpath import choose_path, stream  # here: fastpath's generate path calls generate_batch
 
     every, all_keys, all_items = plan(bench, data_root, checkpoint_fp, limit)
     items = shard_items(all_items, rank, world)

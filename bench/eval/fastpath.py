@@ -21,7 +21,10 @@ from typing import Iterator
 import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
-from bench.models.family import family_of
+from bench.eval.batched import stream_batched
+from bench.eval.kvcache import LanguageModel
+from bench.eval.packed import stream_packed
+from bench.models.family import ModelFamily, family_of
 
 PACK_MIN_QUESTIONS_PER_IMAGE = 2.0  # below this mean, packing saves nothing over the batched path
 
@@ -31,8 +34,6 @@ def supports_fast_paths(family) -> bool:
     image from ``family.image_features`` (independent of the question), scattered at the image tokens, then
     ``family.language_model``. A family whose image features depend on the text (a Q-Former reading the
     question, as InstructBLIP's) sets ``fast_paths = False`` and is decoded with ``generate``."""
-    from bench.models.family import ModelFamily
-
     return bool(getattr(family, "fast_paths", True)) and type(family).image_features is not ModelFamily.image_features
 
 
@@ -43,8 +44,6 @@ def choose_path(model: torch.nn.Module, items: list[EvalItem], gen: GenerationSe
     family = family_of(model)
     if gen.num_beams != 1 or gen.do_sample or not family.own_greedy() or not supports_fast_paths(family):
         return "generate"
-    from bench.eval.kvcache import LanguageModel
-
     images = {it.image for it in items}
     if (family.prefix_sharing() and LanguageModel(model, family).supports_block_masks() and images
             and len(items) / len(images) >= PACK_MIN_QUESTIONS_PER_IMAGE):
@@ -56,14 +55,11 @@ def stream(model: torch.nn.Module, pre, items: list[EvalItem], gen: GenerationSe
            batch_size: int = 8, timings: dict | None = None, path: str | None = None
            ) -> Iterator[tuple[list[EvalItem], list[str | None], dict[str, str]]]:
     """Texts of ``items`` (post-processed as the protocol says; None for a skipped item), unit by unit."""
-    from bench.eval.engine import _postprocess, generate_batch
+    from bench.eval.engine import _postprocess, generate_batch  # here: the engine's run loop imports this module
 
     path = path or choose_path(model, items, gen, batch_size)
     timings = timings if timings is not None else {}
     if path in ("packed", "batched"):
-        from bench.eval.batched import stream_batched
-        from bench.eval.packed import stream_packed
-
         run = stream_packed if path == "packed" else stream_batched
         tok = pre.tokenizer
         with torch.no_grad():

@@ -78,8 +78,13 @@ class GrowingLayer(DynamicLayer):
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.keep_rows(beam_idx.to(self.device))
 
-    def crop(self, tokens_to_remove: int) -> None:  # pragma: no cover - not used by the engine
-        raise NotImplementedError("GrowingLayer does not crop")
+    def crop(self, tokens_to_remove: int) -> None:
+        """Drop the last ``-tokens_to_remove`` tokens (transformers' convention: a negative count)."""
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative number of tokens to remove, got {tokens_to_remove}")
+        self.length = max(0, self.length + tokens_to_remove)
+        if self._k is not None:
+            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
 
 
 class GrowingCache(Cache):

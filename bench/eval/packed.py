@@ -29,8 +29,9 @@ float32 the answers are identical to batch-1 ``generate`` on the perf workloads 
 
 Requirements, checked by the caller (:func:`bench.eval.engine.run_benchmark`): the family allows prefix
 sharing (plain position offsets after the prefix) and the attention implementation takes a custom 4-D mask
-(sdpa, eager). Same idea as the "shared prefix + block mask" packing of vLLM's prefix caching and of
-tree-attention decoders, written here for transformers models.
+(sdpa, eager). The masks follow transformers' 4-D mask convention (``masking_utils``: a 4-D mask is used as
+given); the layout is the shared-prefix / tree-attention idea of speculative and prefix-sharing decoders,
+written here for transformers models.
 """
 
 from __future__ import annotations
