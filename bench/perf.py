@@ -1,198 +1,42 @@
 """``python -m bench perf train|eval``: throughput and memory, measured (never asserted).
 
-``perf train`` builds a randomly initialised LLaVA of the requested shape (``llava-7b``:
-CLIP-L/14-336 + Vicuna-7B shapes; ``tiny``: the tiny-llava shapes for CPU smoke runs), puts LoRA
-(r128 by default) on the language model's linears, and times optimizer steps of the ``dpo`` method
-through the shared loop on synthetic pairs of ~``--seq-len`` tokens (576 image tokens included at
-7B shapes). It prints pairs/s (median over the timed steps, after warm-up) and peak memory, and
-writes them as JSON to ``--out``. ``--trl`` additionally times TRL's ``DPOTrainer`` on the same
-model, data and settings when TRL is installed.
+Shapes (``--shape``), randomly initialised from a config, never downloaded:
 
-``perf eval`` times the evaluation engine on a POPE-shaped workload (images × questions) and a
-caption workload (images × forced ``--caption-tokens`` new tokens) against HF ``generate`` at
-batch 1, and reports the vision/prefix/decode split.
+* ``tiny`` — a few-MB LLaVA (CLIP 64 × 2 at 32 px, Llama 64 × 2, vocabulary 512) for smoke runs and tests;
+* ``mid`` — CLIP hidden 256 × 4 layers at 224 px / patch 14 (256 image tokens), Llama hidden 512 × 8 layers
+  (intermediate 1376, 8 heads), vocabulary 32064: a CPU-sized LLaVA whose prompt (≈ 290 tokens) and
+  vocabulary have LLaVA-1.5's proportions;
+* ``llava-7b`` — CLIP-L/14-336 + Vicuna-7B.
 
-Imports inside the command functions are deliberate: CLI start-up time
-(``bench --help`` and ``bench list`` must not import torch, transformers or every protocol).
+``perf eval`` (:mod:`bench.perf_eval`): the engine against transformers' ``generate`` at batch 1 and 8 (32)
+on POPE- and caption-shaped workloads. ``perf train`` (:mod:`bench.perf_train`): the training loop, with and
+without the reference cache, and with ``--trl`` TRL's ``DPOTrainer`` on the same model, data and LoRA.
+``--json FILE`` writes the printed result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import tempfile
-import time
-from pathlib import Path
-
-import torch
 
 from bench.io import atomic_write_json
-from bench.runtime import resolve_device
-
-
-def _shape_config(shape: str):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-
-    if shape == "llava-7b":
-        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                                  image_size=336, patch_size=14, projection_dim=768)
-        text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                           num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
-    elif shape == "tiny":
-        vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                                  image_size=32, patch_size=8)
-        text = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024)
-    else:
-        raise SystemExit(f"unknown shape {shape!r} (llava-7b | tiny)")
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_id=text.vocab_size - 64 + 1,
-                       vision_feature_layer=-2, vision_feature_select_strategy="default")
-
-
-class _IdTokenizer:
-    """Token ids without text: perf data only needs lengths. ``encode`` maps words to ids mod vocab."""
-
-    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
-
-    def __init__(self, vocab: int):
-        self.vocab = vocab
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [3 + (hash(w) % (self.vocab - 100)) for w in text.split()]}
-
-
-def _fake_processor(size: int):
-    from transformers import CLIPImageProcessor
-
-    return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-
-
-def _records(tmp: Path, n: int, words: int):
-    from PIL import Image
-
-    from bench.data.preference import PreferenceRecord
-
-    recs = []
-    for i in range(n):
-        path = tmp / f"{i}.png"
-        Image.new("RGB", (64 + i % 7, 48), ((37 * i) % 255, 90, 160)).save(path)
-        text_c = " ".join(f"w{(i + j) % 97}" for j in range(words))
-        text_r = " ".join(f"v{(i * 3 + j) % 89}" for j in range(words))
-        recs.append(PreferenceRecord(str(i), str(path), "Describe this image in detail.", text_c, text_r))
-    return recs
-
-
-def perf_train(args) -> dict:
-    from transformers import LlavaForConditionalGeneration
-
-    from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
-    from bench.train.config import TrainConfig
-    from bench.train.loop import add_lora, train_stage
-    from methods.dpo import DpoConfig, DpoMethod
-
-    device = resolve_device(args.device)
-    cfg = _shape_config(args.shape)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LlavaForConditionalGeneration(cfg).to(dtype)
-    n_img = num_image_tokens_from_config(cfg)
-    pre = LlavaPreprocessor(_IdTokenizer(cfg.text_config.vocab_size), _fake_processor(cfg.vision_config.image_size),
-                            cfg.image_token_id, n_img)
-    words = max(8, (args.seq_len - n_img - 40) // 2)
-    steps = args.steps + args.warmup
-    tcfg = TrainConfig(lr=1e-6, max_steps=steps, batch_size=args.pairs, max_length=args.seq_len + 64,
-                       lora_r=args.lora_r, lora_alpha=2 * args.lora_r, cache_reference=args.cache_reference,
-                       bf16=True, log_every=1)
-    mcfg = DpoConfig(train=tcfg)
-    method = DpoMethod()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        recs = _records(tmp, args.pairs * steps, words)
-        peft_model = add_lora(model, tcfg)
-        t0 = time.perf_counter()
-        train_stage(method, method.stages(mcfg)[0], mcfg, peft_model, pre, recs, tmp / "stage", 0, False, device,
-                    progress=False)
-        wall = time.perf_counter() - t0
-        rows = [json.loads(line) for line in (tmp / "stage" / "log.jsonl").read_text().splitlines()]
-    timed = rows[args.warmup:]
-    result = {
-        "what": "train", "method": "dpo", "shape": args.shape, "device": _device_name(device),
-        "pairs_per_step": args.pairs, "seq_len_target": args.seq_len, "lora_r": args.lora_r,
-        "reference_cache": args.cache_reference, "steps_timed": len(timed),
-        "pairs_per_s_median": statistics.median(r["pairs_per_s"] for r in timed) if timed else None,
-        "peak_mem_gib": max((r["peak_mem_gib"] for r in rows if "peak_mem_gib" in r), default=None),  # CUDA only
-        "wall_s_including_reference_pass": round(wall, 2),
-    }
-    return result
-
-
-def _device_name(device: str) -> str:
-    from bench.records import device_name
-
-    return device_name(device)
-
-
-def perf_eval(args) -> dict:
-    """Engine (prefix reuse) vs HF generate at batch 1 on a POPE-shaped workload."""
-    from transformers import LlavaForConditionalGeneration
-
-    from bench.benchmark import EvalItem, GenerationSettings
-    from bench.eval.engine import generate_batch, generate_with_prefix
-    from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
-
-    device = resolve_device(args.device)
-    cfg = _shape_config(args.shape)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LlavaForConditionalGeneration(cfg).to(dtype).eval()
-    pre = LlavaPreprocessor(_IdTokenizer(cfg.text_config.vocab_size), _fake_processor(cfg.vision_config.image_size),
-                            cfg.image_token_id, num_image_tokens_from_config(cfg))
-    pre.tokenizer.decode = lambda ids, skip_special_tokens=True: " ".join(map(str, ids.tolist()))
-    pre.tokenizer.batch_decode = lambda rows, skip_special_tokens=True: [" ".join(map(str, r.tolist())) for r in rows]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        recs = _records(tmp, args.images, 4)
-        items = [EvalItem(f"{i}/{q}", r.image, f"Is there a thing{q} in the image?")
-                 for i, r in enumerate(recs) for q in range(args.questions)]
-        gen = GenerationSettings(max_new_tokens=args.answer_tokens)
-        out = {"what": "eval", "shape": args.shape, "device": _device_name(device), "images": args.images,
-               "questions_per_image": args.questions, "answer_tokens": args.answer_tokens}
-        timings: dict = {}
-        t0 = time.perf_counter()
-        fast = []
-        for i in range(args.images):
-            fast += generate_with_prefix(model, pre, items[i * args.questions:(i + 1) * args.questions], gen, device,
-                                         timings)
-        out["engine_prefix_reuse_s"] = round(time.perf_counter() - t0, 3)
-        out["engine_split_s"] = {k: round(v, 3) for k, v in timings.items()}
-        t0 = time.perf_counter()
-        slow = [generate_batch(model, pre, [it], gen, device)[0] for it in items]
-        out["hf_generate_bs1_s"] = round(time.perf_counter() - t0, 3)
-        out["agreement_vs_bs1"] = sum(a == b for a, b in zip(fast, slow)) / len(items)
-    return out
 
 
 def main_perf(args) -> int:
     p = argparse.ArgumentParser(prog=f"python -m bench perf {args.what}")
-    p.add_argument("--shape", default="tiny", help="llava-7b | tiny")
+    p.add_argument("--shape", default="tiny", choices=["tiny", "mid", "llava-7b"])
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="write the result JSON here")
+    p.add_argument("--json", "--out", dest="out", default=None, metavar="FILE", help="write the result JSON here")
     if args.what == "train":
-        p.add_argument("--pairs", type=int, default=4)
-        p.add_argument("--seq-len", dest="seq_len", type=int, default=800)
-        p.add_argument("--steps", type=int, default=5)
-        p.add_argument("--warmup", type=int, default=2)
-        p.add_argument("--lora-r", dest="lora_r", type=int, default=128)
-        p.add_argument("--no-reference-cache", dest="cache_reference", action="store_false")
+        from bench.perf_train import add_arguments, perf_train
+
+        add_arguments(p)
         opts = p.parse_args(args.rest)
         result = perf_train(opts)
     else:
-        p.add_argument("--images", type=int, default=8)
-        p.add_argument("--questions", type=int, default=18)
-        p.add_argument("--answer-tokens", dest="answer_tokens", type=int, default=4)
+        from bench.perf_eval import add_arguments, perf_eval
+
+        add_arguments(p)
         opts = p.parse_args(args.rest)
         result = perf_eval(opts)
     print(json.dumps(result, indent=2))

@@ -39,7 +39,8 @@ from bench.train.loop import check_checkpoint_identity, run_identity, train
 
 @dataclass
 class EvalConfig:
-    """batch_size: generation batch (1 = reference path); limit: the first N images of each benchmark with
+    """batch_size: batch of the ``generate`` path (beam search, sampling; the greedy fast paths size their own
+    batches, ``bench.eval.fastpath``), 1 = the reference path (``generate`` one item at a time); limit: the first N images of each benchmark with
     all their items (every question and split about them; None = all; ``bench.benchmark.select_items``) —
     recorded in run.json and the score file, and a limited score is its own leaderboard column;
     n_boot: bootstrap resamples for the 95% CIs; dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU),

@@ -21,7 +21,8 @@ from typing import Any
 
 from bench.benchmark import Benchmark
 from bench.errors import BenchError, DataError
-from bench.eval.engine import _postprocess, load_cached, plan, write_in_order
+from bench.eval.decode import postprocess
+from bench.eval.engine import load_cached, plan, write_in_order
 from bench.io import append_jsonl
 from bench.models.api import ApiModel
 from bench.models.llava import load_image
@@ -69,7 +70,7 @@ def run_benchmark_api(model: ApiModel, pre: Any, bench: Benchmark, data_root: Pa
             lines, failure = [], None
             for it, fut in zip(good, futures):
                 try:
-                    text = _postprocess(fut.result(), gen)
+                    text = postprocess(fut.result(), gen)
                 except BenchError as exc:
                     failure = failure or (it, exc)
                     continue

@@ -11,14 +11,21 @@ batch in flight. The file only grows: items outside the current ``limit`` keep t
 
 Decoding: the checkpoint family's prompt and image preprocessing (:mod:`bench.models.family`; for
 LLaVA-1.5 the vicuna_v1 prompt with pad-to-square images), greedy or beam search as the protocol says.
-Extra image inputs of the family (``image_sizes`` …) go with ``pixel_values``. Two paths:
+The path is chosen per benchmark by :mod:`bench.eval.fastpath`:
 
-* **prefix reuse** (greedy, several items per image — POPE; families whose positions allow it): the image
-  and the shared prompt prefix (system sentence, ``USER:``, the image tokens) are run once per image; each question continues
-  from a copy of that KV cache. The vision tower therefore runs once per image, not once per
-  question. Outputs equal the uncached batch-1 path (tested).
-* **batched** (captions — CHAIR, SHR): items sorted by prompt length, left-padded, with an attention
-  mask (HF derives position ids from it). ``batch_size=1`` is the reference path.
+* **packed** (greedy, several questions per image — POPE): each image's prompt prefix (system sentence,
+  ``USER:``, the image tokens, common question words) is computed once and the questions' tails follow it
+  in the same row under a block-causal mask, many images per forward (:mod:`bench.eval.packed`); no
+  per-question copy of the prefix's KV cache.
+* **batched** (other greedy protocols — CHAIR captions): length-sorted buckets sized by a KV-memory budget,
+  a preallocated cache, EOS checked on the device, finished rows leaving (:mod:`bench.eval.batched`).
+* **generate** (beam search, sampling, families whose positions are not plain offsets): transformers'
+  ``generate`` on length-sorted, left-padded batches of ``batch_size``.
+* ``batch_size=1`` is the reference path: transformers' ``generate`` one item at a time.
+
+Outputs of the packed and batched paths equal batch-1 ``generate`` in float32 on CPU (tests).
+:func:`bench.eval.decode.generate_batch` (the data pipelines' generator) keeps its own greedy loop with position ids from
+the mask.
 
 ``verify_against_bs1`` re-decodes N random items at batch 1 without caching and reports the share
 of identical outputs.
@@ -30,16 +37,15 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from bench.benchmark import Benchmark, EvalItem, GenerationSettings, select_items
-from bench.errors import DataError
+from bench.eval.decode import generate_batch  # noqa: F401  (the batch-1 reference path; callers import it from here)
+from bench.eval.fastpath import choose_path, stream
 from bench.fingerprint import image_sha256
 from bench.io import append_jsonl, atomic_write_text, sha256_text, truncate_torn_tail
-from bench.models.family import family_of, prompt_images
-from bench.models.llava import LlavaPreprocessor, load_image
+from bench.models.llava import LlavaPreprocessor
 from bench.predictions import read_predictions
 
 
@@ -64,164 +70,14 @@ def load_cached(path: Path, valid_keys: dict[str, str]) -> dict[str, dict]:
 
 
 @torch.no_grad()
-def generate_batch(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: GenerationSettings, device: str,
-                   use_hf_generate: bool = False) -> list[str]:
-    """Left-padded batch. Greedy runs our loop with position ids from the mask; beams/sampling and
-    ``use_hf_generate=True`` (the batch-1 reference path) use HF ``generate``."""
-    images = [load_image(it.image, item=it.id) for it in items]
-    prompts = [pre.prompt_ids(it.question, im.size) for it, im in zip(items, images)]
-    pixels, extra = prompt_images(pre, images, [it.question for it in items])
-    pixels = pixels.to(device=device, dtype=next(model.parameters()).dtype)
-    extra = {k: v.to(device) for k, v in extra.items()}
-    length = max(len(p) for p in prompts)
-    pad = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
-    ids = torch.full((len(items), length), pad, dtype=torch.long)
-    att = torch.zeros((len(items), length), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, length - len(p):] = torch.tensor(p)
-        att[i, length - len(p):] = 1
-    family = family_of(model)
-    if gen.num_beams == 1 and not gen.do_sample and not use_hf_generate and family.own_greedy():
-        pos = (att.cumsum(-1) - 1).clamp(min=0)
-        new = greedy_decode(model, ids.to(device), att.to(device), pos.to(device), gen.max_new_tokens,
-                            pre.tokenizer.eos_token_id, pixel_values=pixels, image_extra=extra)
-        return [_postprocess(pre.tokenizer.decode(t, skip_special_tokens=True), gen) for t in new]
-    kwargs: dict[str, Any] = dict(max_new_tokens=gen.max_new_tokens, num_beams=gen.num_beams, do_sample=gen.do_sample,
-                                  pad_token_id=pad, eos_token_id=pre.tokenizer.eos_token_id)
-    if gen.do_sample:
-        kwargs["temperature"] = gen.temperature
-    out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), pixel_values=pixels, **extra,
-                         **family.generate_inputs(model, ids.to(device)), **kwargs)
-    texts = pre.tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
-    return [_postprocess(t, gen) for t in texts]
-
-
-def _cache_kwarg(model) -> str:
-    """The KV-cache argument of ``model.forward``: ``cache`` (transformers >= 5.x, which deprecates
-    ``past_key_values``) or ``past_key_values`` (older releases)."""
-    import inspect
-
-    fn = getattr(model, "forward", model)
-    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
-
-
-def _cache_of(output):
-    """The KV cache of a forward's output, under either attribute name."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else getattr(output, "past_key_values", None)
-
-
-def _common_prefix(seqs: list[list[int]]) -> int:
-    n = min(len(s) for s in seqs) - 1  # leave at least one token for the continuation
-    k = 0
-    while k < n and all(s[k] == seqs[0][k] for s in seqs):
-        k += 1
-    return k
-
-
-@torch.no_grad()
-def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                  max_new_tokens: int, eos_id: int, past=None, pixel_values=None,
-                  image_extra: dict | None = None) -> list[list[int]]:
-    """Greedy decoding with explicit attention mask and position ids (holes in the mask allowed).
-
-    ``attention_mask`` covers the cached prefix plus ``input_ids``; ``position_ids`` those of
-    ``input_ids``. Stops per row at ``eos_id``; returns the new tokens per row (without EOS).
-    """
-    batch = input_ids.shape[0]
-    done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-    out: list[list[int]] = [[] for _ in range(batch)]
-    kwargs = {"pixel_values": pixel_values, **(image_extra or {})} if pixel_values is not None else {}
-    cache_kw = _cache_kwarg(model)
-    ids, pos, mask = input_ids, position_ids, attention_mask
-    for _ in range(max_new_tokens):
-        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-                    **{cache_kw: past}, **kwargs)
-        kwargs = {}
-        past = _cache_of(res)
-        nxt = res.logits[:, -1].argmax(-1)
-        for i in range(batch):
-            if not done[i]:
-                if int(nxt[i]) == eos_id:
-                    done[i] = True
-                else:
-                    out[i].append(int(nxt[i]))
-        if bool(done.all()):
-            break
-        ids = nxt[:, None]
-        pos = pos[:, -1:] + 1
-        mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], dim=1)
-    return out
-
-
-@torch.no_grad()
 def generate_with_prefix(model, pre: LlavaPreprocessor, items: list[EvalItem], gen: GenerationSettings,
                          device: str, timings: dict | None = None) -> list[str]:
-    """Greedy decoding of all questions about ONE image in one batch, sharing the image+prefix KV cache.
-
-    The prefix (system sentence, ``USER:``, image tokens, and any common question start) runs once.
-    The question suffixes are left-padded *between* prefix and suffix: the pads are masked out and
-    the suffix positions continue right after the prefix, so each row sees exactly the tokens and
-    positions of its unpadded batch-1 prompt.
-    """
-    image = load_image(items[0].image, item=items[0].id)
-    prompts = [pre.prompt_ids(it.question, image.size) for it in items]
-    k = _common_prefix(prompts)
-    if not _prefix_holds_image(prompts[0], k, pre.image_token_id):  # prefix must hold the image; else no gain
-        return generate_batch(model, pre, items, gen, device)
-    t0 = time.perf_counter()
-    pixels, extra = pre.images([image])
-    pixels = pixels.to(device=device, dtype=next(model.parameters()).dtype)
-    extra = {key: v.to(device) for key, v in extra.items()}
-    out = model(input_ids=torch.tensor([prompts[0][:k]], device=device), pixel_values=pixels, use_cache=True, **extra)
-    cache = _cache_of(out)
-    t1 = time.perf_counter()
-    n = len(prompts)
-    suffixes = [p[k:] for p in prompts]
-    width = max(len(sfx) for sfx in suffixes)
-    pad = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    pos = torch.full((n, width), k, dtype=torch.long)
-    mask = torch.zeros((n, k + width), dtype=torch.long)
-    mask[:, :k] = 1
-    for i, sfx in enumerate(suffixes):
-        ids[i, width - len(sfx):] = torch.tensor(sfx)
-        pos[i, width - len(sfx):] = torch.arange(k, k + len(sfx))
-        mask[i, k + width - len(sfx):] = 1
-    if n > 1:
-        cache.batch_repeat_interleave(n)
-    new = greedy_decode(model, ids.to(device), mask.to(device), pos.to(device), gen.max_new_tokens,
-                        pre.tokenizer.eos_token_id, past=cache)
-    texts = [_postprocess(pre.tokenizer.decode(t, skip_special_tokens=True), gen) for t in new]
-    if timings is not None:
-        timings["vision_prefix_s"] = timings.get("vision_prefix_s", 0.0) + (t1 - t0)
-        timings["suffix_decode_s"] = timings.get("suffix_decode_s", 0.0) + (time.perf_counter() - t1)
-    return texts
-
-
-def _prefix_holds_image(prompt: list[int], k: int, image_token_id: int) -> bool:
-    """True when the first ``k`` tokens hold every image token of ``prompt`` (and at least one)."""
-    return image_token_id in prompt[:k] and image_token_id not in prompt[k:]
-
-
-def _postprocess(text: str, gen: GenerationSettings) -> str:
-    text = text.strip()
-    for stop in gen.stop:
-        if stop in text:
-            text = text[: text.index(stop)]
-    return text
-
-
-def _groups(items: list[EvalItem], gen: GenerationSettings, batch_size: int, reuse_prefix: bool):
-    """Work units: per-image groups (prefix reuse) or length-sorted batches."""
-    if reuse_prefix and gen.num_beams == 1 and not gen.do_sample:
-        by_image: dict[str, list[EvalItem]] = {}
-        for it in items:
-            by_image.setdefault(it.image, []).append(it)
-        if any(len(g) > 1 for g in by_image.values()):
-            return [("prefix", g) for g in by_image.values()]
-    items = sorted(items, key=lambda it: len(it.question))
-    return [("batch", items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+    """Greedy answers to several questions, the image + shared prompt prefix computed once per image in packed
+    rows (:mod:`bench.eval.packed`; no per-question copy of the prefix's KV cache)."""
+    texts: dict[int, str | None] = {}  # by object: callers may pass items that share an id
+    for chunk, out, _ in stream(model, pre, items, gen, device, timings=timings, path="packed"):
+        texts.update((id(it), t) for it, t in zip(chunk, out))
+    return [texts[id(it)] for it in items]
 
 
 def shard_items(items: list[EvalItem], rank: int, world: int) -> list[EvalItem]:
@@ -305,7 +161,7 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     ``<pred_path>.rank<r>``; :func:`merge_shards` then writes the canonical file. The canonical
     predictions file is always in the protocol's item order, so 1 and N processes give the same file.
     """
-    reuse_prefix = reuse_prefix and family_of(model).prefix_sharing()
+
     every, all_keys, all_items = plan(bench, data_root, checkpoint_fp, limit)
     items = shard_items(all_items, rank, world)
     out_path = pred_path if world == 1 else shard_path(pred_path, rank)
@@ -328,33 +184,14 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"eval {bench.name}", leave=False)
-    for mode, chunk in _groups(todo, gen, batch_size, reuse_prefix):
-        good = []
-        for it in chunk:
-            if not Path(it.image).exists():
-                skipped[it.id] = f"image not found: {it.image}"
-            else:
-                good.append(it)
-        try:
-            if not good:
-                texts = []
-            elif mode == "prefix":
-                texts = generate_with_prefix(model, pre, good, gen, device, timings)
-            else:
-                t_b = time.perf_counter()
-                texts = generate_batch(model, pre, good, gen, device)
-                timings["batched_s"] = timings.get("batched_s", 0.0) + time.perf_counter() - t_b
-        except DataError:  # unreadable image: fall back to one by one
-            texts = []
-            for it in good:
-                try:
-                    texts.append(generate_batch(model, pre, [it], gen, device)[0])
-                except DataError as exc1:
-                    skipped[it.id] = str(exc1)
-                    texts.append(None)
+    path = choose_path(model, todo, gen, batch_size) if todo else "reference"
+    if path == "packed" and not reuse_prefix:
+        path = "batched"
+    for chunk, texts, chunk_skipped in stream(model, pre, todo, gen, device, batch_size, timings, path):
+        skipped.update(chunk_skipped)
         lines = []
-        for it, text in zip(good, texts):
-            if text is None:
+        for it, text in zip(chunk, texts):
+            if text is None:  # skipped (reason in chunk_skipped)
                 continue
             if not text:
                 skipped.setdefault(it.id, "empty generation (kept and scored as generated)")
@@ -368,5 +205,5 @@ def run_benchmark(model, pre: LlavaPreprocessor, bench: Benchmark, data_root: Pa
     if world == 1:
         write_in_order(pred_path, [it.id for it in every], cached_all)
     return {"items": len(items), "cached": len(cached), "generated": len(todo) - len(skipped),
-            "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3),
+            "skipped": skipped, "path": path, "wall_s": round(time.perf_counter() - t0, 3),
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}

@@ -2,7 +2,7 @@
 
 The data pipelines (:mod:`bench.data.pipelines`) need the model they train to describe images (HA-DPO,
 HSA-DPO) or to sample on-policy rollouts (OPA-DPO). They get it here, through the same eval engine
-(:func:`bench.eval.engine.generate_batch`) and loading path as the benchmarks, so a pipeline's generations
+(:func:`bench.eval.decode.generate_batch`) and loading path as the benchmarks, so a pipeline's generations
 and a benchmark's predictions come from one code path. The generator id names the checkpoint fingerprint,
 the token budget, greedy or sampled decoding and the dtype; the pipelines key their per-item cache on it.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
-from bench.eval.engine import generate_batch
+from bench.eval.decode import generate_batch
 from bench.fingerprint import model_fingerprint
 from bench.models.loading import load_for_eval
 from bench.plugins import load_plugins

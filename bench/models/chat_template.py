@@ -16,6 +16,8 @@ is caught in :mod:`bench.train.forward` instead of being silently misaligned.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -29,7 +31,7 @@ _SENTINEL = "\x1fBENCH_ANSWER\x1f"
 
 
 @dataclass
-class ChatTemplatePreprocessor:
+class ChatTemplatePreprocessor(ABC):
     """Tokenizer + processor of one checkpoint whose prompt format is its chat template. Subclasses define
     ``image_input``, ``collate`` and ``image_token_count`` (image size in PIL order ``(width, height)``)."""
 
@@ -119,14 +121,17 @@ class ChatTemplatePreprocessor:
         return {"input_ids": p + r, "labels": [IGNORE_INDEX] * len(p) + r, "prompt_len": len(p)}
 
     # ---- images
-    def image_input(self, image: Image.Image):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def image_input(self, image: Image.Image):
+        """One image's vision input."""
 
-    def collate(self, inputs: Sequence[Any]) -> tuple[torch.Tensor, dict]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def collate(self, inputs: Sequence[Any]) -> tuple[torch.Tensor, dict]:
+        """Batch of vision inputs → (pixel values, extra tensors)."""
 
-    def image_token_count(self, image_size: tuple[int, int]) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def image_token_count(self, image_size: tuple[int, int]) -> int:
+        """How many image tokens the prompt holds for an image of this size."""
 
     def images(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, dict]:
         return self.collate([self.image_input(im) for im in images])

@@ -28,6 +28,8 @@ family is one module defining a :class:`ModelFamily` subclass and registering it
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +56,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return get() if callable(get) else model
 
 
-class ModelFamily:
+class ModelFamily(ABC):
     """Base class of a model family. Subclasses set ``name``, ``model_types``, ``hf_class`` and override what
     differs; the defaults below are LLaVA's layout (``model.vision_tower``, ``model.multi_modal_projector``,
     ``model.language_model``, ``lm_head``)."""
@@ -65,6 +67,9 @@ class ModelFamily:
     description: str = ""
     projector_attr = "multi_modal_projector"
     vision_attr = "vision_tower"
+    # whether the engine's packed / batched paths (:mod:`bench.eval.fastpath`) may build the prompt embeddings
+    # from ``image_features`` (which must not depend on the question) and ``language_model``; False: ``generate``
+    fast_paths: bool = True
 
     # ---- loading
     def model_class(self) -> Any:
@@ -78,8 +83,9 @@ class ModelFamily:
 
         return AutoProcessor.from_pretrained(folder, **kwargs)
 
-    def make_preprocessor(self, processor: Any, config: Any) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def make_preprocessor(self, processor: Any, config: Any) -> Any:
+        """The preprocessor (prompt ids, image inputs, pair encoding) of a checkpoint's processor and config."""
 
     # ---- modules
     def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -118,11 +124,11 @@ class ModelFamily:
         raise BenchError(f"lora_vision is not supported for the {self.name} family")
 
     # ---- forward
+    @abstractmethod
     def image_features(self, model: torch.nn.Module, pixel_values: torch.Tensor,
                        extra: dict[str, torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
         """Vision tower + projector on N distinct images: a tensor [N, T, D] (same T for every image) or a
         list of N tensors [T_i, D]."""
-        raise NotImplementedError  # pragma: no cover
 
     def language_model_inputs(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                               extra: dict[str, torch.Tensor], image_index: torch.Tensor) -> dict[str, Any]:
@@ -140,8 +146,8 @@ class ModelFamily:
         return True
 
     def prefix_sharing(self) -> bool:
-        """Whether the eval engine may run the image + common prompt prefix once and continue each question
-        from a copy of its KV cache (positions of the continuation must be plain offsets)."""
+        """Whether the eval engine may run the image + common prompt prefix once and let every question attend
+        to it (:mod:`bench.eval.packed`; positions of the continuation must be plain offsets)."""
         return True
 
 

@@ -162,6 +162,7 @@ class InstructBlipFamily(QFormerFamily):
     model_types = ("instructblip",)
     hf_class = "InstructBlipForConditionalGeneration"
     description = "InstructBLIP: bare-question prompt, 32 instruction-aware Q-Former query tokens before the text"
+    fast_paths = False  # the Q-Former reads the question: image features are per (image, question)
 
     def make_preprocessor(self, processor: Any, config: Any, pad_square: bool = True) -> InstructBlipPreprocessor:
         if getattr(config, "image_token_id", None) is None:

@@ -1,0 +1,186 @@
+"""The engine's language-model step: image features scattered into embeddings, one forward on a preallocated
+KV cache, ``lm_head`` only where a next token is wanted.
+
+**Cache** (:class:`GrowingCache`): per layer one key and one value buffer ``[rows, heads, capacity, head_dim]``
+allocated once for the expected length (prompt + new tokens) and grown by doubling only when a sequence
+outlives it. Each step writes the new keys/values in place and attention reads a view of the filled part,
+so a decode step copies nothing — transformers' ``DynamicCache`` concatenates, i.e. copies the whole
+cache, at every token (a third of a decode step at the ``mid`` perf shape on CPU). Rows leave the batch with
+:meth:`GrowingCache.keep_rows` (finished generations). Unlike transformers' ``StaticCache`` the attention
+never runs over unfilled slots, so it computes exactly what the dynamic cache computes.
+
+**Forward** (:func:`lm_step`): the checkpoint's family gives the language model
+(:meth:`bench.models.family.ModelFamily.language_model`) and the vision features; the output embedding
+(``get_output_embeddings``) is applied to the positions whose next token is wanted only, never to the whole
+prompt. This is the decomposition ``LlavaForConditionalGeneration.forward`` makes itself (embed, scatter the
+projected image features at the image-token positions, language model, ``lm_head``); transformers 5.24
+``models/llava/modeling_llava.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+from bench.models.family import ModelFamily, unwrap
+
+
+class GrowingLayer(DynamicLayer):
+    """One layer of :class:`GrowingCache` (see the module docstring)."""
+
+    def __init__(self, capacity: int = 0):
+        super().__init__()
+        self.capacity_hint = capacity
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def _grow(self, need: int, like_k: torch.Tensor, like_v: torch.Tensor) -> None:
+        cap = max(need, self.capacity_hint, 2 * (0 if self._k is None else self._k.shape[-2]))
+        b, h, _, dk = like_k.shape
+        k = like_k.new_empty((b, h, cap, dk))
+        v = like_v.new_empty((b, h, cap, like_v.shape[-1]))
+        if self.length:
+            k[:, :, : self.length] = self._k[:, :, : self.length]
+            v[:, :, : self.length] = self._v[:, :, : self.length]
+        self._k, self._v = k, v
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if self._k is None or end > self._k.shape[-2]:
+            self._grow(end, key_states, value_states)
+        self._k[:, :, self.length:end] = key_states
+        self._v[:, :, self.length:end] = value_states
+        self.length = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        if self._k is not None:
+            self._k, self._v = self._k[rows], self._v[rows]
+            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.keep_rows(indices)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.keep_rows(beam_idx.to(self.device))
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Drop the last ``-tokens_to_remove`` tokens (transformers' convention: a negative count)."""
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative number of tokens to remove, got {tokens_to_remove}")
+        self.length = max(0, self.length + tokens_to_remove)
+        if self._k is not None:
+            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+
+
+class GrowingCache(Cache):
+    """A KV cache of preallocated, in-place-written layers (``capacity`` = expected tokens per row)."""
+
+    def __init__(self, num_layers: int, capacity: int):
+        super().__init__(layers=[GrowingLayer(capacity) for _ in range(num_layers)])
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (indices into the batch dimension), in that order."""
+        for layer in self.layers:
+            layer.keep_rows(rows)
+
+    @classmethod
+    def stack(cls, parts: list["GrowingCache"], capacity: int) -> "GrowingCache":
+        """One cache holding the rows of ``parts`` in order (all of the same length; prefilled in chunks), with
+        room for ``capacity`` tokens per row. Copies each part's filled keys/values once."""
+        out = cls(len(parts[0].layers), capacity)
+        for i, layer in enumerate(out.layers):
+            done = [p.layers[i] for p in parts]
+            k = torch.cat([d.keys for d in done])
+            v = torch.cat([d.values for d in done])
+            layer.lazy_initialization(k, v)
+            layer.update(k, v)
+        return out
+
+
+def num_layers(lm: torch.nn.Module) -> int:
+    cfg = lm.config
+    return int(getattr(cfg, "num_hidden_layers", None) or cfg.get_text_config().num_hidden_layers)
+
+
+def cache_kwarg(module: torch.nn.Module) -> str:
+    """The KV-cache argument of ``module.forward``: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
+    fn = getattr(module, "forward", module)
+    return "cache" if "cache" in inspect.signature(fn).parameters else "past_key_values"
+
+
+class LanguageModel:
+    """The pieces of a (possibly peft-wrapped) checkpoint one decode step needs, looked up once."""
+
+    def __init__(self, model: torch.nn.Module, family: ModelFamily):
+        self.model, self.family = model, family
+        self.lm = family.language_model(model)
+        self.embed = family.input_embeddings(model)
+        self.head = family.lm_head(model)
+        self.image_token_id = int(unwrap(model).config.image_token_id)
+        self.cache_kw = cache_kwarg(self.lm)
+        self.attn = getattr(self.lm.config, "_attn_implementation", None) or "eager"
+        self.dtype = self.embed.weight.dtype
+
+    def new_cache(self, capacity: int) -> GrowingCache:
+        return GrowingCache(num_layers(self.lm), capacity)
+
+    def supports_block_masks(self) -> bool:
+        """Whether a custom 4-D mask reaches the attention as given (sdpa / eager; not flash-attention)."""
+        return self.attn in ("sdpa", "eager")
+
+    def block_mask(self, allowed: torch.Tensor) -> torch.Tensor:
+        """``allowed`` [rows, q, k] (True = may attend) as the 4-D mask of this attention implementation:
+        boolean for sdpa, additive (0 / dtype min) for eager."""
+        mask = allowed[:, None]
+        if self.attn == "sdpa":
+            return mask
+        return torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill_(
+            ~mask, torch.finfo(self.dtype).min)
+
+    def image_features(self, pixels: torch.Tensor, extra: dict) -> list[torch.Tensor]:
+        """Vision tower + projector on N distinct images: one [tokens, hidden] tensor per image."""
+        vt = self.family.vision_tower(self.model)
+        dtype = next(vt.parameters()).dtype
+        feats = self.family.image_features(self.model, pixels.to(dtype), extra)
+        return list(feats)
+
+    def embed_ids(self, ids: torch.Tensor, features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Token embeddings of ``ids`` [rows, L]; the image-token positions of row r take ``features[r]`` in
+        order (the caller passes one feature tensor per row, each exactly the row's image-token count)."""
+        is_image = ids == self.image_token_id
+        embeds = self.embed(ids.masked_fill(is_image, 0))
+        if features:
+            flat = torch.cat(features).to(embeds.dtype)
+            if int(is_image.sum()) != flat.shape[0]:
+                from bench.errors import BenchError
+
+                raise BenchError(f"image-token mismatch: the prompts hold {int(is_image.sum())} image tokens, the"
+                                 f" vision tower gave {flat.shape[0]} features")
+            embeds = embeds.masked_scatter(is_image.unsqueeze(-1), flat)
+        return embeds
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+                cache: GrowingCache) -> torch.Tensor:
+        """Last hidden states [rows, L, D] of the language model; ``cache`` is updated in place."""
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                      **{self.cache_kw: cache})
+        return out.last_hidden_state
+
+    def next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Greedy next token of each hidden state [..., D] (``lm_head`` on these positions only)."""
+        return self.head(hidden).argmax(-1)

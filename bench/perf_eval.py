@@ -1,0 +1,188 @@
+"""``python -m bench perf eval``: the evaluation engine against transformers' own ``generate``, same model,
+same inputs, same process.
+
+Two workloads on a randomly initialised LLaVA of the requested shape (:func:`bench.perf.build_model`):
+
+* **POPE-shaped**: ``--images`` images × ``--questions`` yes/no questions each (``Is there a <object> in the
+  image?``, objects of one to three words, so the question tails differ in length), ``--answer-tokens`` new
+  tokens;
+* **caption-shaped**: ``--caption-images`` images × ``Please describe this image in detail.``,
+  ``--caption-tokens`` new tokens.
+
+Each is decoded by the engine's default path for it (:func:`bench.eval.fastpath.stream` — what ``bench eval``
+runs: ``packed`` for POPE, ``batched`` for captions, the engine choosing its own batch) and by
+``model.generate`` at batch 1, 8 (and 32 at the ``llava-7b`` shape) on left-padded batches in item order.
+Reported: wall seconds of each, the engine's vision / prefill / decode split, and the share of items whose
+text equals batch-1 ``generate`` (``agreement``; also for ``generate`` at batch 8). Random weights rarely emit
+EOS, so every item decodes close to its full token count. ``--bs1-items N`` times batch 1 on the first N items
+only (the 7B workloads would take hours at batch 1); the JSON then says so.
+
+Before timing, each decoder runs once on two items (warm-up). ``--repeat R`` keeps the fastest of R runs of the
+engine and of batched ``generate`` (batch 1 runs once).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.benchmark import EvalItem, GenerationSettings
+
+OBJECTS = ["dog", "dining table", "cup", "traffic light", "person", "fire hydrant", "car", "teddy bear", "bowl",
+           "cell phone", "bicycle", "stop sign", "chair", "hot dog", "bus", "tennis racket", "bottle",
+           "potted plant", "fork", "baseball bat", "cat", "wine glass", "train", "sports ball"]
+CAPTION_PROMPT = "Please describe this image in detail."
+
+SHAPE_DEFAULTS = {  # images, questions per image, answer tokens, caption images, caption tokens, generate batches
+    "tiny": (6, 18, 3, 16, 48, (8,)),
+    "mid": (6, 18, 3, 32, 48, (8,)),
+    "llava-7b": (500, 18, 3, 500, 512, (8, 32)),
+}
+
+
+def make_images(folder: Path, n: int) -> list[str]:
+    """``n`` small PNGs of different sizes and colours (the processor pads and resizes them)."""
+    from PIL import Image
+
+    paths = []
+    for i in range(n):
+        path = folder / f"img{i}.png"
+        img = Image.new("RGB", (64 + 9 * (i % 7), 48 + 5 * (i % 5)), ((37 * i) % 255, (90 + 11 * i) % 255, 160))
+        for x in range(0, img.width, 8):  # a few stripes so images differ in content, not only in colour
+            img.paste(((13 * x + i) % 255, 40, (7 * i) % 255), (x, 0, x + 2, img.height))
+        img.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def pope_items(images: list[str], questions: int) -> list[EvalItem]:
+    return [EvalItem(f"{i}/{q}", path, f"Is there a {OBJECTS[(q + 5 * i) % len(OBJECTS)]} in the image?")
+            for i, path in enumerate(images) for q in range(questions)]
+
+
+def caption_items(images: list[str]) -> list[EvalItem]:
+    return [EvalItem(f"{i}", path, CAPTION_PROMPT) for i, path in enumerate(images)]
+
+
+def run_engine(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str,
+               timings: dict | None = None) -> dict[str, str]:
+    """The engine's default path for ``items`` (what ``bench eval`` runs)."""
+    from bench.eval.fastpath import stream
+
+    texts: dict[str, str] = {}
+    for chunk, out, skipped in stream(model, pre, items, gen, device, batch_size=8, timings=timings):
+        if skipped:
+            raise RuntimeError(f"perf items skipped: {skipped}")
+        texts.update((it.id, t) for it, t in zip(chunk, out))
+    return texts
+
+
+def run_generate(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str, batch: int
+                 ) -> dict[str, str]:
+    """transformers' ``model.generate`` on left-padded batches of ``batch`` items in item order."""
+    from bench.eval.engine import generate_batch
+
+    texts: dict[str, str] = {}
+    with torch.no_grad():
+        for i in range(0, len(items), batch):
+            chunk = items[i:i + batch]
+            texts.update(zip([it.id for it in chunk], generate_batch(model, pre, chunk, gen, device,
+                                                                     use_hf_generate=True)))
+    return texts
+
+
+def _timed(fn, repeat: int = 1) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _agreement(texts: dict[str, str], reference: dict[str, str]) -> float | None:
+    ids = [i for i in reference if i in texts]
+    return sum(texts[i] == reference[i] for i in ids) / len(ids) if ids else None
+
+
+def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str, batches: tuple[int, ...],
+             bs1_items: int | None, repeat: int) -> dict:
+    """Engine vs ``generate`` at batch 1 and ``batches`` on ``items``: seconds, split, agreement."""
+    from bench.eval.fastpath import choose_path
+
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    run_engine(model, pre, items[:2], gen, device)  # warm-up
+    run_generate(model, pre, items[:1], gen, device, 1)
+    split: dict[str, float] = {}
+
+    def engine():
+        split.clear()
+        out = run_engine(model, pre, items, gen, device, split)
+        sync()
+        return out
+
+    res: dict[str, Any] = {"items": len(items), "images": len({it.image for it in items}),
+                           "new_tokens": gen.max_new_tokens}
+    res["engine_s"], fast = _timed(engine, repeat)
+    res["engine_split_s"] = {k.removesuffix("_s"): round(v, 3) for k, v in split.items()}
+    res["engine_path"] = choose_path(model, items, gen, 8)
+    generated = {}
+    for b in batches:
+        res[f"hf_generate_bs{b}_s"], generated[b] = _timed(lambda: run_generate(model, pre, items, gen, device, b),
+                                                           repeat)
+    ref_items = items if bs1_items is None else items[:bs1_items]
+    res["hf_generate_bs1_s"], reference = _timed(lambda: run_generate(model, pre, ref_items, gen, device, 1))
+    if bs1_items is not None and bs1_items < len(items):
+        res["hf_generate_bs1_items"] = len(ref_items)
+        res["hf_generate_bs1_s_per_item"] = res["hf_generate_bs1_s"] / max(1, len(ref_items))
+    res["agreement"] = _agreement(fast, reference)
+    res["agreement_items"] = len(reference)
+    for b in batches:
+        res[f"hf_generate_bs{b}_agreement"] = _agreement(generated[b], reference)
+        res[f"speedup_vs_hf_generate_bs{b}"] = res[f"hf_generate_bs{b}_s"] / res["engine_s"]
+    for key, value in list(res.items()):
+        if isinstance(value, float):
+            res[key] = round(value, 4)
+    return res
+
+
+def perf_eval(args) -> dict:
+    from bench.perf_shapes import build_model, device_name
+    from bench.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    model, pre = build_model(args.shape, device)
+    d_img, d_q, d_ans, d_cimg, d_ctok, batches = SHAPE_DEFAULTS[args.shape]
+    gen_pope = GenerationSettings(max_new_tokens=args.answer_tokens or d_ans)
+    gen_cap = GenerationSettings(max_new_tokens=args.caption_tokens or d_ctok)
+    out: dict[str, Any] = {"what": "eval", "shape": args.shape, "device": device_name(device),
+                           "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                           "torch_threads": torch.get_num_threads(), "backend": "transformers"}
+    bs1 = args.bs1_items if args.bs1_items else (200 if args.shape == "llava-7b" else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        images = make_images(Path(tmp), max(args.images or d_img, args.caption_images or d_cimg))
+        if "pope" in args.workloads:
+            items = pope_items(images[: args.images or d_img], args.questions or d_q)
+            out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1, args.repeat)
+        if "caption" in args.workloads:
+            items = caption_items(images[: args.caption_images or d_cimg])
+            out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1, args.repeat)
+    return out
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--images", type=int, default=None, help="POPE-shaped: images (default by shape: 6; 7b: 500)")
+    p.add_argument("--questions", type=int, default=None, help="POPE-shaped: questions per image (18)")
+    p.add_argument("--answer-tokens", dest="answer_tokens", type=int, default=None, help="POPE-shaped: new tokens (3)")
+    p.add_argument("--caption-images", dest="caption_images", type=int, default=None,
+                   help="caption-shaped: images (tiny 16, mid 32, 7b 500)")
+    p.add_argument("--caption-tokens", dest="caption_tokens", type=int, default=None,
+                   help="caption-shaped: new tokens (48; 7b: 512)")
+    p.add_argument("--bs1-items", dest="bs1_items", type=int, default=None,
+                   help="time generate at batch 1 on the first N items only (default: all; 7b: 200)")
+    p.add_argument("--workloads", default="pope,caption", help="comma-separated: pope,caption")
+    p.add_argument("--repeat", type=int, default=1, help="fastest of N runs for the engine and batched generate")
