@@ -31,6 +31,10 @@ from typing import Any
 import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
+from bench.eval.decode import generate_batch
+from bench.eval.fastpath import choose_path, stream
+from bench.perf_shapes import build_model, device_name
+from bench.runtime import resolve_device
 
 OBJECTS = ["dog", "dining table", "cup", "traffic light", "person", "fire hydrant", "car", "teddy bear", "bowl",
            "cell phone", "bicycle", "stop sign", "chair", "hot dog", "bus", "tennis racket", "bottle",
@@ -71,8 +75,6 @@ def caption_items(images: list[str]) -> list[EvalItem]:
 def run_engine(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str,
                timings: dict | None = None) -> dict[str, str]:
     """The engine's default path for ``items`` (what ``bench eval`` runs)."""
-    from bench.eval.fastpath import stream
-
     texts: dict[str, str] = {}
     for chunk, out, skipped in stream(model, pre, items, gen, device, batch_size=8, timings=timings):
         if skipped:
@@ -84,8 +86,6 @@ def run_engine(model, pre, items: list[EvalItem], gen: GenerationSettings, devic
 def run_generate(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str, batch: int
                  ) -> dict[str, str]:
     """transformers' ``model.generate`` on left-padded batches of ``batch`` items in item order."""
-    from bench.eval.engine import generate_batch
-
     texts: dict[str, str] = {}
     with torch.no_grad():
         for i in range(0, len(items), batch):
@@ -112,8 +112,6 @@ def _agreement(texts: dict[str, str], reference: dict[str, str]) -> float | None
 def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str, batches: tuple[int, ...],
              bs1_items: int | None, repeat: int) -> dict:
     """Engine vs ``generate`` at batch 1 and ``batches`` on ``items``: seconds, split, agreement."""
-    from bench.eval.fastpath import choose_path
-
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     run_engine(model, pre, items[:2], gen, device)  # warm-up
     run_generate(model, pre, items[:1], gen, device, 1)
@@ -151,9 +149,6 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
 
 
 def perf_eval(args) -> dict:
-    from bench.perf_shapes import build_model, device_name
-    from bench.runtime import resolve_device
-
     device = resolve_device(args.device)
     model, pre = build_model(args.shape, device)
     d_img, d_q, d_ans, d_cimg, d_ctok, batches = SHAPE_DEFAULTS[args.shape]

@@ -37,6 +37,16 @@ from typing import Any
 
 import torch
 
+from bench.data.preference import PreferenceRecord
+from bench.models.llava import build_prompt, make_preprocessor
+from bench.models.tiny_llava import ASSET_DIR
+from bench.perf_eval import make_images
+from bench.perf_shapes import device_name, shape_config
+from bench.runtime import resolve_device
+from bench.train.config import LLAMA_LINEARS, TrainConfig
+from bench.train.loop import add_lora, train_stage
+from methods.dpo import DpoConfig, DpoMethod
+
 WORDS = ["dog", "cup", "dining table", "person", "car", "bowl", "chair", "bus", "bottle", "fork", "cat", "train",
          "bicycle", "teddy bear", "traffic light", "potted plant", "next to", "behind", "on top of", "a red",
          "a small", "two", "near the", "wooden", "in the corner"]
@@ -45,8 +55,6 @@ WORDS = ["dog", "cup", "dining table", "person", "car", "bowl", "chair", "bus", 
 def _processor(shape_cfg: Any):
     """The embedded tiny-llava's tokenizer in a ``LlavaProcessor`` sized for ``shape_cfg``'s vision tower."""
     from transformers import AutoProcessor, CLIPImageProcessor, LlavaProcessor
-
-    from bench.models.tiny_llava import ASSET_DIR
 
     tok = AutoProcessor.from_pretrained(ASSET_DIR).tokenizer
     vc = shape_cfg.vision_config
@@ -59,8 +67,6 @@ def _processor(shape_cfg: Any):
 
 def _model(shape: str, device: str, image_token_id: int):
     from transformers import LlavaForConditionalGeneration
-
-    from bench.perf_shapes import shape_config
 
     cfg = shape_config(shape, image_token_id=image_token_id)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -77,9 +83,6 @@ def _text(seed: int, words: int) -> str:
 
 
 def make_records(folder: Path, n: int, response_words: int):
-    from bench.data.preference import PreferenceRecord
-    from bench.perf_eval import make_images
-
     images = make_images(folder, n)
     return [PreferenceRecord(str(i), images[i], "Describe this image in detail.", _text(i, response_words),
                              _text(i + 1000, response_words)) for i in range(n)]
@@ -94,11 +97,6 @@ def _peak(device: str) -> float | None:
 
 
 def run_bench(args, device: str, records, processor, cache_reference: bool) -> dict:
-    from bench.models.llava import make_preprocessor
-    from bench.train.config import TrainConfig
-    from bench.train.loop import add_lora, train_stage
-    from methods.dpo import DpoConfig, DpoMethod
-
     model, cfg = _model(args.shape, device, processor.tokenizer.convert_tokens_to_ids("<image>"))
     pre = make_preprocessor(processor, cfg)
     steps = args.steps + args.warmup
@@ -132,9 +130,6 @@ def run_trl(args, device: str, records, processor, tmp: Path) -> dict:
     from PIL import Image
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
-
-    from bench.models.llava import build_prompt
-    from bench.train.config import LLAMA_LINEARS
 
     model, _ = _model(args.shape, device, processor.tokenizer.convert_tokens_to_ids("<image>"))
     steps = args.steps + args.warmup
@@ -179,9 +174,6 @@ def run_trl(args, device: str, records, processor, tmp: Path) -> dict:
 
 
 def perf_train(args) -> dict:
-    from bench.perf_shapes import device_name
-    from bench.runtime import resolve_device
-
     device = resolve_device(args.device)
     processor = None
     out: dict[str, Any] = {"what": "train", "method": "dpo", "shape": args.shape, "device": device_name(device),
@@ -189,7 +181,6 @@ def perf_train(args) -> dict:
                            "torch_threads": torch.get_num_threads(), "pairs_per_step": args.pairs,
                            "lora_r": args.lora_r, "response_words": args.response_words,
                            "steps_timed": args.steps, "warmup_steps": args.warmup}
-    from bench.perf_shapes import shape_config
 
     processor = _processor(shape_config(args.shape))
     with tempfile.TemporaryDirectory() as tmp:
