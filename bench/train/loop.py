@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -80,7 +81,10 @@ def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
         target_modules=pattern,
     )
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers' deprecated ``is_gradient_checkpointing`` alias: not our call to fix
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def _vision_layers_used(config: Any) -> int:
@@ -137,7 +141,6 @@ def _to_tensor(img) -> torch.Tensor:
 
 
 def _to_pil(t: torch.Tensor):
-    import numpy as np
     from PIL import Image
 
     arr = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype("uint8")
