@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
 from bench.records import device_name  # noqa: F401  (re-exported for the perf modules)
 
 
@@ -62,7 +63,6 @@ def build_model(shape: str, device: str, dtype: torch.dtype | None = None):
     on CPU) in eval mode, and its preprocessor (id tokenizer, CLIP image processor at the shape's size)."""
     from transformers import LlavaForConditionalGeneration
 
-    from bench.models.llava import LlavaPreprocessor, num_image_tokens_from_config
 
     cfg = shape_config(shape)
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)

@@ -75,6 +75,7 @@ from bench.io import append_jsonl, sha256_text, truncate_torn_tail
 from bench.judges import OfflineJudge
 from bench.registry import BENCHMARKS, JUDGES
 from bench.text import find_mentions, negated, tokens
+from metrics.chair_words import _wordnet_pos, lemma, pos_tag, tokenize
 from metrics.judged import build_judge, missing_judge, read_replies
 from metrics.objhal import REFERENCE, ObjHalProtocol, Vocabulary, clean_answer, summarise, vocabulary
 
@@ -224,8 +225,6 @@ class NltkAnalyser:
         return {"nltk": nltk.__version__}
 
     def __call__(self, text: str) -> list[Token]:
-        from metrics.chair_words import _wordnet_pos, lemma, pos_tag, tokenize
-
         if not self._ready:
             nltk_data.require(NLTK_NEEDS, purpose="Object HalBench object analysis (NLTK)")
             self._ready = True
@@ -303,9 +302,9 @@ def double_words_only(lemmas: Sequence[str], doubles: Mapping[str, str]) -> list
 def noun_runs(tokens: Sequence[Token]) -> list[str]:
     """Maximal runs of noun-tagged tokens, their lemmas joined by spaces (built as the reference builds them)."""
     runs, current = [], ""
-    for lemma, tag in tokens:
+    for lem, tag in tokens:
         if tag in NOUN_TAGS:
-            current += f" {lemma}"
+            current += f" {lem}"
         elif current != "":
             runs.append(current.strip())
             current = ""

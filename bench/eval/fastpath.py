@@ -21,6 +21,7 @@ from typing import Iterator
 import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
+from bench.errors import DataError
 from bench.eval.batched import stream_batched
 from bench.eval.decode import generate_batch, postprocess
 from bench.eval.kvcache import LanguageModel
@@ -78,8 +79,6 @@ def _generate_chunk(generate_batch, model, pre, chunk: list[EvalItem], gen: Gene
     """``generate`` on a chunk; an unreadable image sends the chunk one by one and skips that item."""
     import time
     from pathlib import Path
-
-    from bench.errors import DataError
 
     skipped: dict[str, str] = {}
     good = []

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
+from bench.errors import BenchError
 from bench.models.family import ModelFamily, unwrap
 
 
@@ -167,8 +168,6 @@ class LanguageModel:
         if features:
             flat = torch.cat(features).to(embeds.dtype)
             if int(is_image.sum()) != flat.shape[0]:
-                from bench.errors import BenchError
-
                 raise BenchError(f"image-token mismatch: the prompts hold {int(is_image.sum())} image tokens, the"
                                  f" vision tower gave {flat.shape[0]} features")
             embeds = embeds.masked_scatter(is_image.unsqueeze(-1), flat)

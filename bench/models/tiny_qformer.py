@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from bench.models.tiny_llava import build_tokenizer
+
 IMAGE_SIZE, PATCH, NUM_QUERY = 32, 8, 32
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -56,8 +58,6 @@ def build_instructblip(seed: int = 0):
     """An untrained tiny ``InstructBlipForConditionalGeneration`` + ``InstructBlipProcessor``."""
     from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration, InstructBlipProcessor
 
-    from bench.models.tiny_llava import build_tokenizer
-
     # no ``image_token`` attribute: InstructBlipProcessor then registers "<image>" (already in the vocabulary)
     tokenizer = build_tokenizer(extra_special_tokens={})
     qformer_tokenizer = build_tokenizer(extra_special_tokens={})
@@ -75,9 +75,9 @@ def build_instructblip(seed: int = 0):
 
 def build_minigpt4(seed: int = 0):
     """An untrained tiny :class:`~bench.models.families.minigpt4.MiniGPT4ForConditionalGeneration` + processor."""
+    # on use: the MiniGPT-4 modules import transformers' BLIP-2 code, which `make-tiny --family llava-1.5` never needs
     from bench.models.families.minigpt4 import MiniGPT4Processor
     from bench.models.minigpt4_model import MiniGPT4Config, MiniGPT4ForConditionalGeneration
-    from bench.models.tiny_llava import build_tokenizer
 
     tokenizer = build_tokenizer()
     vision, qformer, text = _parts(tokenizer)

@@ -46,8 +46,10 @@ from bench.config import to_dict
 from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError, DataError
 from bench.io import append_jsonl, atomic_write_json, read_json, sha256_file
+from bench.models.families.llava import vision_layers_used
 from bench.models.family import ImageInput, family_of, prompt_image_input
 from bench.models.llava import IGNORE_INDEX, LlavaPreprocessor, load_image
+from bench.models.loading import apply_checkpoint
 from bench.train import distributed as dist
 from bench.train.config import CLIP_LINEARS, PROJECTOR_LINEARS, TrainConfig
 from bench.train.forward import EncodedBatch, llava_of, pad_batch, sequence_logps, supervised_logps
@@ -90,8 +92,6 @@ def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
 def _vision_layers_used(config: Any) -> int:
     """How many vision encoder layers feed the projector (``vision_feature_layer`` −2 of 24 → 23): LoRA on
     the layers after it would never receive a gradient (the seed puts it there anyway; it stays zero)."""
-    from bench.models.families.llava import vision_layers_used
-
     return vision_layers_used(config)
 
 
@@ -915,8 +915,6 @@ def train(method: Method, mcfg: Any, base_loader, records: list[PreferenceRecord
 
     ``checkpoint/identity.json`` records what the folder is trained from; a folder holding another run is
     refused (:func:`check_checkpoint_identity`) unless ``force``."""
-    from bench.models.loading import apply_checkpoint
-
     ckpt = Path(out_dir) / "checkpoint"
     identity = run_identity(method, mcfg, records, seed)
     check_checkpoint_identity(out_dir, identity, force)
