@@ -79,7 +79,7 @@ def assemble(blip2: str | Path, projection: str | Path, llama: str | Path, out: 
     from transformers import AutoTokenizer, LlamaConfig
     from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
-    from bench.models.minigpt4_model import MiniGPT4Config
+    from bench.models.minigpt4_model import MiniGPT4Config  # on use: pulls in transformers' BLIP-2 code
 
     blip2, projection, llama, out = Path(blip2), Path(projection), Path(llama), Path(out)
     for folder in (blip2, llama):
