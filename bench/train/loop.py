@@ -45,7 +45,8 @@ from safetensors.torch import load_file, save_file
 from bench.config import to_dict
 from bench.data.preference import PreferenceRecord
 from bench.errors import BenchError, DataError
-from bench.io import append_jsonl, atomic_write_json, read_json, sha256_file
+from bench.fingerprint import folder_fingerprint
+from bench.io import append_jsonl, atomic_write_json, read_json
 from bench.models.families.llava import vision_layers_used
 from bench.models.family import ImageInput, family_of, prompt_image_input
 from bench.models.llava import IGNORE_INDEX, LlavaPreprocessor, load_image
@@ -846,7 +847,7 @@ def _save_adapter(model, cfg: TrainConfig, stage_dir: Path) -> None:
 def _weights_fingerprint(ckpt: Path, done: list[dict]) -> str:
     """Hash of the weights the earlier stages left (what the next stage starts from)."""
     files = sorted(f for st in done for f in (ckpt / st["dir"]).rglob("*.safetensors") if "ref_logps" not in f.name)
-    return hashlib.sha256("|".join(f"{f.relative_to(ckpt)}:{sha256_file(f)}" for f in files).encode()).hexdigest()[:16]
+    return folder_fingerprint(ckpt, files)[:16]
 
 
 IDENTITY_FILE = "identity.json"
