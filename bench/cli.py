@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -444,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # peft 0.21 reads transformers' deprecated ``is_gradient_checkpointing`` alias whenever it wraps or loads an
+    # adapter: a warning about our dependencies' code, printed on every run; nothing a user can act on
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if getattr(args, "quiet", False):
         _quiet_libraries()
     try:

@@ -35,7 +35,6 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -84,10 +83,7 @@ def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
         target_modules=pattern,
     )
-    with warnings.catch_warnings():
-        # peft 0.21 reads transformers' deprecated ``is_gradient_checkpointing`` alias: not our call to fix
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return get_peft_model(model, lora)
+    return get_peft_model(model, lora)
 
 
 def _vision_layers_used(config: Any) -> int:
