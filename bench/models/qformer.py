@@ -6,11 +6,15 @@ a linear projection to the LLM width (``projector_attr``) and a causal LM at ``l
 
 from __future__ import annotations
 
-from typing import Any
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
 
 import torch
+from PIL import Image
 
+from bench.errors import BenchError
 from bench.models.family import ModelFamily, unwrap
+from bench.models.llava import IGNORE_INDEX
 
 
 class QFormerFamily(ModelFamily):
@@ -60,3 +64,48 @@ class QFormerFamily(ModelFamily):
                 r"|.*qformer\.encoder\.layer\.\d+\.(intermediate_query|output_query)\.dense$"
                 rf"|.*qformer\.encoder\.layer\.({before_last})\.(intermediate|output)\.dense$"
                 rf"|.*{self.projector_attr}$")
+
+
+class QueryTokenPreprocessor(ABC):
+    """Text and image helpers shared by the Q-Former preprocessors (InstructBLIP's, MiniGPT-4's): the answer is
+    the tokenizer's ids of `` <text>`` then EOS; a prompt holds ``num_query_tokens`` image placeholders; pixels
+    come from the checkpoint's image processor. A subclass supplies ``tokenizer``, ``image_processor``,
+    ``num_query_tokens`` and ``prompt_ids``; a pair too long for ``max_length`` is refused, never truncated."""
+
+    tokenizer: Any
+    image_processor: Any
+    num_query_tokens: int
+
+    @abstractmethod
+    def prompt_ids(self, question: str, image_size: tuple[int, int] | None = None) -> list[int]:
+        """The prompt's token ids, ``num_query_tokens`` image placeholders included."""
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    @property
+    def end_ids(self) -> list[int]:
+        return [self.tokenizer.eos_token_id]
+
+    def text_ids(self, text: str) -> list[int]:
+        return self._encode(" " + text.strip())
+
+    def response_ids(self, response: str) -> list[int]:
+        return self.text_ids(response) + self.end_ids
+
+    def encode_pair(self, question: str, response: str, max_length: int, *, where: str = "",
+                    image_size: tuple[int, int] | None = None) -> dict:
+        p = self.prompt_ids(question, image_size)
+        r = self.response_ids(response)
+        if len(p) + len(r) > max_length:
+            raise BenchError(
+                f"{where or 'sample'}: sequence of {len(p) + len(r)} tokens (of which {self.num_query_tokens} image"
+                f" tokens) exceeds max_length {max_length}; raise max_length or shorten the response — refusing to"
+                " truncate (truncation silently drops response or image tokens)")
+        return {"input_ids": p + r, "labels": [IGNORE_INDEX] * len(p) + r, "prompt_len": len(p)}
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+    def image_token_count(self, image_size: tuple[int, int] | None = None) -> int:
+        return self.num_query_tokens

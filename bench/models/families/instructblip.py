@@ -51,8 +51,7 @@ from PIL import Image
 
 from bench.errors import BenchError
 from bench.models.family import FAMILIES, ImageInput, unwrap
-from bench.models.llava import IGNORE_INDEX
-from bench.models.qformer import QFormerFamily
+from bench.models.qformer import QFormerFamily, QueryTokenPreprocessor
 
 QFORMER_MAX_LENGTH = 128  # LAVIS blip2_vicuna_instruct max_txt_len: the Q-Former's instruction is truncated here
 
@@ -70,7 +69,7 @@ def pad_qformer(inputs: Sequence[ImageInput], pad_id: int) -> dict[str, torch.Te
 
 
 @dataclass
-class InstructBlipPreprocessor:
+class InstructBlipPreprocessor(QueryTokenPreprocessor):
     """Tokenizers and image processor of one InstructBLIP checkpoint (an ``InstructBlipProcessor``)."""
 
     processor: Any
@@ -97,35 +96,11 @@ class InstructBlipPreprocessor:
     def _question(question: str) -> str:
         return question.replace("<image>", "").strip()
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
     def prompt_ids(self, question: str, image_size: tuple[int, int] | None = None) -> list[int]:
         """``[<image>×num_query_tokens]`` + the tokenizer's ids of the question with its special tokens (``<s>``),
         as ``InstructBlipProcessor`` builds them."""
         ids = self.tokenizer(self._question(question), add_special_tokens=True)["input_ids"]
         return [self.image_token_id] * self.num_query_tokens + list(ids)
-
-    @property
-    def end_ids(self) -> list[int]:
-        return [self.tokenizer.eos_token_id]
-
-    def text_ids(self, text: str) -> list[int]:
-        return self._encode(" " + text.strip())
-
-    def response_ids(self, response: str) -> list[int]:
-        return self.text_ids(response) + self.end_ids
-
-    def encode_pair(self, question: str, response: str, max_length: int, *, where: str = "",
-                    image_size: tuple[int, int] | None = None) -> dict:
-        p = self.prompt_ids(question, image_size)
-        r = self.response_ids(response)
-        if len(p) + len(r) > max_length:
-            raise BenchError(
-                f"{where or 'sample'}: sequence of {len(p) + len(r)} tokens (of which {self.num_query_tokens} image"
-                f" tokens) exceeds max_length {max_length}; raise max_length or shorten the response — refusing to"
-                " truncate (truncation silently drops response or image tokens)")
-        return {"input_ids": p + r, "labels": [IGNORE_INDEX] * len(p) + r, "prompt_len": len(p)}
 
     def qformer_ids(self, question: str) -> list[int]:
         """The Q-Former's instruction ids (BERT tokenizer, special tokens, at most ``qformer_max_length``)."""
@@ -133,9 +108,6 @@ class InstructBlipPreprocessor:
                                       max_length=self.qformer_max_length)["input_ids"]
 
     # ---- images
-    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-
     def image_input(self, image: Image.Image, question: str | None = None) -> ImageInput:
         """The image's pixels [3, H, W] and, with the question, its Q-Former instruction ids."""
         if question is None:
@@ -152,10 +124,6 @@ class InstructBlipPreprocessor:
         if questions is None or len(questions) != len(images):
             raise BenchError("InstructBLIP needs one question per image (the Q-Former reads the instruction)")
         return self.collate([self.image_input(im, q) for im, q in zip(images, questions)])
-
-    def image_token_count(self, image_size: tuple[int, int] | None = None) -> int:
-        return self.num_query_tokens
-
 
 class InstructBlipFamily(QFormerFamily):
     name = "instructblip"

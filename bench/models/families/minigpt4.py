@@ -64,10 +64,9 @@ from typing import Any, Sequence
 
 import torch
 from PIL import Image
-from bench.errors import BenchError
+
 from bench.models.family import FAMILIES, ImageInput, unwrap
-from bench.models.llava import IGNORE_INDEX
-from bench.models.qformer import QFormerFamily
+from bench.models.qformer import QFormerFamily, QueryTokenPreprocessor
 
 SYSTEM = ("Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it"
           " to you. Please answer my questions.")
@@ -100,7 +99,7 @@ class MiniGPT4Processor:
 
 
 @dataclass
-class MiniGPT4Preprocessor:
+class MiniGPT4Preprocessor(QueryTokenPreprocessor):
     """The ``CONV_VISION_LLama2`` prompt with 32 image placeholders at ``<ImageHere>``; fixed 224 px images."""
 
     processor: Any
@@ -116,37 +115,10 @@ class MiniGPT4Preprocessor:
     def image_processor(self) -> Any:
         return self.processor.image_processor
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
     def prompt_ids(self, question: str, image_size: tuple[int, int] | None = None) -> list[int]:
         before, after = render_prompt(question).split(IMAGE_HERE)
         return ([self.tokenizer.bos_token_id] + self._encode(before) + [self.image_token_id] * self.num_query_tokens
                 + self._encode(after))
-
-    @property
-    def end_ids(self) -> list[int]:
-        return [self.tokenizer.eos_token_id]
-
-    def text_ids(self, text: str) -> list[int]:
-        return self._encode(" " + text.strip())
-
-    def response_ids(self, response: str) -> list[int]:
-        return self.text_ids(response) + self.end_ids
-
-    def encode_pair(self, question: str, response: str, max_length: int, *, where: str = "",
-                    image_size: tuple[int, int] | None = None) -> dict:
-        p = self.prompt_ids(question, image_size)
-        r = self.response_ids(response)
-        if len(p) + len(r) > max_length:
-            raise BenchError(
-                f"{where or 'sample'}: sequence of {len(p) + len(r)} tokens (of which {self.num_query_tokens} image"
-                f" tokens) exceeds max_length {max_length}; raise max_length or shorten the response — refusing to"
-                " truncate (truncation silently drops response or image tokens)")
-        return {"input_ids": p + r, "labels": [IGNORE_INDEX] * len(p) + r, "prompt_len": len(p)}
-
-    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     def image_input(self, image: Image.Image) -> ImageInput:
         return ImageInput(self.pixel_values([image])[0])
@@ -156,10 +128,6 @@ class MiniGPT4Preprocessor:
 
     def images(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, dict]:
         return self.pixel_values(images), {}
-
-    def image_token_count(self, image_size: tuple[int, int] | None = None) -> int:
-        return self.num_query_tokens
-
 
 class MiniGPT4Family(QFormerFamily):
     name = "minigpt4"
