@@ -22,6 +22,7 @@ look beside the fixture (:func:`resolve_path`) so a copied fixture folder stays 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import traceback
 from dataclasses import dataclass
@@ -70,6 +71,14 @@ def resolve_path(rel: str, root: Path, fixture: Path) -> Path:
         if cand.exists():
             return cand
     return candidates[0]
+
+
+def read_fixture_json(path: Path) -> Any:
+    """A candidate fixture file's JSON, or None when it is unreadable or not JSON (discoverers skip it)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def case_name(prefix: str, path: Path, folder: Path) -> str:

@@ -14,23 +14,15 @@ case, since the reference itself would have crashed on them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from bench.parity import Case, CaseResult, case_name, first_difference
+from bench.parity import Case, CaseResult, case_name, first_difference, read_fixture_json
 from metrics.amber import judge_responses, load_data, reference_printout
 from metrics.amber_similarity import make_backend
 from metrics.chair_words import ensure_nltk
 
 EVALUATION_TYPES = ("a", "g", "d", "de", "da", "dr")
-
-
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
 
 
 def _is_amber(exp: Any) -> bool:
@@ -39,8 +31,8 @@ def _is_amber(exp: Any) -> bool:
 
 
 def check_case(expected_path: Path, responses_path: Path, name: str) -> CaseResult:
-    exp = _load(expected_path)
-    rows = _load(responses_path)
+    exp = read_fixture_json(expected_path)
+    rows = read_fixture_json(responses_path)
     if not isinstance(rows, list) or not all(isinstance(r, dict) and {"id", "response"} <= r.keys() for r in rows):
         return CaseResult(name, False, f"{responses_path.name}: expected a list of {{'id', 'response'}}")
     similarity = exp.get("similarity") or "none"
@@ -62,7 +54,7 @@ def check_case(expected_path: Path, responses_path: Path, name: str) -> CaseResu
 def discover(folder: Path, root: Path) -> list[Case]:
     cases: list[Case] = []
     for path in sorted(Path(folder).rglob("expected_*.json")):
-        exp = _load(path)
+        exp = read_fixture_json(path)
         if not _is_amber(exp):
             continue
         responses = path.with_name("responses_" + path.name[len("expected_"):])

@@ -15,22 +15,13 @@ claim fails the case; ``n_unparseable``; then for every policy and group (``over
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from bench.io import read_jsonl
-from bench.parity import Case, CaseResult, case_name, first_difference, resolve_path
+from bench.parity import Case, CaseResult, case_name, first_difference, read_fixture_json, resolve_path
 from metrics.mhalubench import UNPARSEABLE, apply_policy, classification_metrics, parse_label_strict
 
 TOL = 1e-12
-
-
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
 
 
 def claims_file(expected: Path, exp: dict, root: Path) -> Path:
@@ -53,7 +44,7 @@ def _in_group(row: dict, group: str) -> bool:
 
 
 def run_case(path: Path, root: Path, name: str) -> CaseResult:
-    exp = _load(path)
+    exp = read_fixture_json(path)
     rows = read_jsonl(claims_file(path, exp, root))
     by_key = {}
     for r in rows:
@@ -93,7 +84,7 @@ def discover(folder: Path, root: Path) -> list[Case]:
     cases: list[Case] = []
     folder = Path(folder)
     for path in sorted(folder.rglob("expected*.json")):
-        head = _load(path)
+        head = read_fixture_json(path)
         if not isinstance(head, dict) or not str(head.get("benchmark", "")).startswith("MHaluBench"):
             continue
         if "parsed" in head and "metrics" in head:

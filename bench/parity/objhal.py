@@ -13,23 +13,15 @@ fails the case (the reference asserts that the image sets match).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from bench.io import read_jsonl
-from bench.parity import Case, CaseResult, case_name, first_difference
+from bench.parity import Case, CaseResult, case_name, first_difference, read_fixture_json
 from metrics.chair_words import ensure_nltk
 from metrics.objhal import judge_response, load_gt_file, printed_summary, reference_overall, vocabulary
 
 TOL = 1e-9
-
-
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
 
 
 def _is_objhal(exp: Any) -> bool:
@@ -38,7 +30,7 @@ def _is_objhal(exp: Any) -> bool:
 
 
 def check_case(expected: Path, captions: Path, gt_path: Path, name: str) -> CaseResult:
-    exp = _load(expected)
+    exp = read_fixture_json(expected)
     ensure_nltk("wordnet")
     gt = load_gt_file(gt_path)
     vocab = vocabulary()
@@ -61,7 +53,7 @@ def check_case(expected: Path, captions: Path, gt_path: Path, name: str) -> Case
 def discover(folder: Path, root: Path) -> list[Case]:
     cases: list[Case] = []
     for path in sorted(Path(folder).rglob("expected_*.json")):
-        exp = _load(path)
+        exp = read_fixture_json(path)
         if not _is_objhal(exp):
             continue
         stem = path.name[len("expected_"):-len(".json")]

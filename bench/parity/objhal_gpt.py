@@ -18,21 +18,13 @@ Check, in this order (the first difference fails the case):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from bench.io import read_jsonl, sha256_text
-from bench.parity import Case, CaseResult, case_name, first_difference
+from bench.parity import Case, CaseResult, case_name, first_difference, read_fixture_json
 
 TOL = 1e-9
-
-
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
 
 
 def _is_case(exp: Any) -> bool:
@@ -46,7 +38,7 @@ def check_case(expected: Path, captions: Path, gt_path: Path, replies_path: Path
     from metrics.objhal_gpt import (Extraction, ObjHalGptProtocol, build_prompt, extract, is_short, judge_objects,
                                     make_analyser, printed_summary_full, refine_objects)
 
-    exp, replies = _load(expected), _load(replies_path)
+    exp, replies = read_fixture_json(expected), read_fixture_json(replies_path)
     if not isinstance(replies, dict):
         return CaseResult(name, False, f"{replies_path.name}: expected {{prompt sha256: [replies]}}")
     analyser = make_analyser(str(exp.get("analyser", "nltk")))
@@ -103,7 +95,7 @@ def check_case(expected: Path, captions: Path, gt_path: Path, replies_path: Path
 def discover(folder: Path, root: Path) -> list[Case]:
     cases: list[Case] = []
     for path in sorted(Path(folder).rglob("expected_*.json")):
-        if not _is_case(_load(path)):
+        if not _is_case(read_fixture_json(path)):
             continue
         stem = path.name[len("expected_"):-len(".json")]
         files = [path.with_name(f"{kind}_{stem}.{ext}") for kind, ext in

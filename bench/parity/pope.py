@@ -20,12 +20,10 @@ match, and any metric the fixture does record must match.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from bench.io import read_jsonl
-from bench.parity import Case, CaseResult, case_name, first_difference, resolve_path
+from bench.parity import Case, CaseResult, case_name, first_difference, read_fixture_json, resolve_path
 from metrics.pope import (METRIC_KEYS, PARSERS, confusion, join_answers, metrics_from_confusion, normalise_exact,
                           reference_printout)
 
@@ -38,13 +36,6 @@ REFERENCES: dict[str, tuple[str, str, str | None]] = {
     "lmms_eval": ("exact", "labels", None),
 }
 PER_ANSWER_KEYS = {"official": "official", "llava": "official", "opera": "opera"}
-
-
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
 
 
 def _expected_zero(conf: dict[str, int]) -> list[str]:
@@ -61,7 +52,7 @@ def _expected_zero(conf: dict[str, int]) -> list[str]:
 
 
 def check_answers_case(path: Path, root: Path, name: str) -> CaseResult:
-    exp = _load(path)
+    exp = read_fixture_json(path)
     questions = read_jsonl(resolve_path(exp["question_file"], root, path))
     answers = read_jsonl(resolve_path(exp["answers"], root, path))
     joined = join_answers(questions, answers)
@@ -126,7 +117,7 @@ def check_answers_case(path: Path, root: Path, name: str) -> CaseResult:
 
 
 def check_phrasings(path: Path, name: str) -> CaseResult:
-    exp = _load(path)
+    exp = read_fixture_json(path)
     for i, row in enumerate(exp["rows"]):
         text = row["text"]
         for key, parser in PER_ANSWER_KEYS.items():
@@ -143,7 +134,7 @@ def discover(folder: Path, root: Path) -> list[Case]:
     cases: list[Case] = []
     folder = Path(folder)
     for path in sorted(set(folder.rglob("expected_*.json")) | set(folder.rglob("phrasings*.json"))):
-        head = _load(path)
+        head = read_fixture_json(path)
         if not isinstance(head, dict) or head.get("benchmark") != "POPE":
             continue
         name = case_name("pope", path, folder)
