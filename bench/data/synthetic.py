@@ -287,7 +287,9 @@ def prepare_synthetic(root: str | Path, seed: int = 0, n_train: int = 2000, n_ev
     _write_mhalubench(root, evals, rng)
     write_judged(root, seed)  # MMHal- and LLaVA-Bench-style questions (own RNG stream; other files unchanged)
 
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
+    # another process preparing the same world (both ranks of a distributed run) may hold an atomic write's
+    # temporary file here for a moment: never list one (it is gone by the time it would be hashed)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json" and p.suffix != ".tmp")
     manifest = {"generator": "bench.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
                 "files": {str(p.relative_to(root)): sha256_file(p) for p in files if p.suffix != ".png"},
                 "images": len([p for p in files if p.suffix == ".png"])}

@@ -84,7 +84,7 @@ def _done(folder: Path) -> bool:
 
 
 def _finish(folder: Path, root: Path, seed: int) -> dict:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and p.suffix != ".tmp")
     manifest = {"generator": "bench.data.synthetic_amber", "version": VERSION, "seed": seed + SEED_OFFSET,
                 "files": {str(p.relative_to(root)): sha256_file(p) for p in files}}
     atomic_write_json(folder / MANIFEST, manifest)
