@@ -116,3 +116,89 @@ def test_missing_image_is_skipped_with_its_reason(tiny, tmp_path):
                                          "cpu"):
             skipped.update(skip)
     assert list(skipped) == ["1"] and skipped["1"].startswith("image not found")
+
+
+def test_shared_text_prefix_stops_before_the_first_image_token_and_leaves_a_token_to_prefill():
+    from bench.eval.batched import MIN_SHARED_PREFIX, shared_text_prefix
+
+    img = 99
+    sys_prompt = list(range(1, 21))
+    prompts = [sys_prompt + [img, img, 5, 6], sys_prompt + [img, img, 7]]
+    assert shared_text_prefix(prompts, img) == 20
+    assert shared_text_prefix([p[:-1] + [img] for p in prompts], img) == 20  # image tokens never shared
+    assert shared_text_prefix([sys_prompt, sys_prompt], img) == 19  # each row keeps a token of its own
+    short = [list(range(1, MIN_SHARED_PREFIX)) + [img, 5], list(range(1, MIN_SHARED_PREFIX)) + [img, 6]]
+    assert shared_text_prefix(short, img) == 0  # below the minimum: not worth a separate forward
+    assert shared_text_prefix([[1] * 30 + [img], [2] * 30 + [img]], img) == 0
+
+
+def test_system_prompt_runs_once_per_bucket_and_outputs_still_equal_batch1_generate(tiny, monkeypatch):
+    import bench.eval.batched as batched
+
+    model, pre, images = tiny
+    items = _captions(images)  # three prompts of different lengths: padding sits between prefix and the rest
+    gen = GenerationSettings(max_new_tokens=10)
+    shared = []
+    real = GrowingCache.repeat_rows.__func__
+
+    def spy(cls, prefix, rows, capacity):
+        shared.append((prefix.get_seq_length(), rows))
+        return real(cls, prefix, rows, capacity)
+
+    monkeypatch.setattr(GrowingCache, "repeat_rows", classmethod(spy))
+    monkeypatch.setitem(batched.PREFILL_TOKENS, "cpu", 120)  # several prefill chunks, each from the prefix
+    ref = _bs1(model, pre, items, gen)
+    assert _batched(model, pre, items, gen) == ref
+    system_len = len(pre.prompt_ids("x")) - len(pre.prompt_ids("x")[pre.prompt_ids("x").index(
+        model.config.image_token_id):])
+    assert shared and all(length == system_len for length, _ in shared)
+    assert sum(rows for _, rows in shared) == len(items)
+    monkeypatch.setattr(batched, "MIN_SHARED_PREFIX", 10**6)  # and without sharing: the same outputs
+    assert _batched(model, pre, items, gen) == ref
+
+
+def test_greedy_head_in_vocabulary_slices_equals_argmax_of_the_full_logits(monkeypatch):
+    import bench.eval.kvcache as kvcache
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=True)
+    lm = object.__new__(kvcache.LanguageModel)
+    lm.head = head
+    hidden = torch.randn(7, 16)
+    monkeypatch.setattr(kvcache, "HEAD_SLICE", 8)
+    assert torch.equal(lm.next_tokens(hidden), head(hidden).argmax(-1))
+    with torch.no_grad():  # a tie across two slices: the lower id wins, as with argmax
+        head.weight[41] = head.weight[3]
+        head.bias[41] = head.bias[3]
+        hidden = hidden.clone()
+        logits = head(hidden)
+        best = logits.argmax(-1)
+        head.bias[3] += (logits.max(-1).values - logits[:, 3]).max() + 1.0
+        head.bias[41] = head.bias[3]
+    got = lm.next_tokens(hidden)
+    assert torch.equal(got, torch.full_like(best, 3)) and torch.equal(got, head(hidden).argmax(-1))
+
+
+def test_vision_tower_runs_only_the_layers_llava_reads_and_gives_bit_identical_features(tiny):
+    from bench.models.families.llava import only_used_vision_layers
+
+    model, _, _ = tiny
+    cfg = model.config
+    encoder_layers = model.model.vision_tower.encoder.layers
+    pixels = torch.randn(2, 3, cfg.vision_config.image_size, cfg.vision_config.image_size)
+    with torch.no_grad():
+        whole = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=cfg.vision_feature_layer,
+                                               vision_feature_select_strategy="default").pooler_output
+        ran = []
+        hooks = [layer.register_forward_hook(lambda *a, i=i: ran.append(i)) for i, layer in enumerate(encoder_layers)]
+        try:
+            fast = family_of(model).image_features(model, pixels, {})
+        finally:
+            for h in hooks:
+                h.remove()
+    assert torch.equal(torch.stack(list(whole)), fast)
+    assert sorted(set(ran)) == list(range(len(encoder_layers) - 1))  # feature layer −2: the last layer is skipped
+    with pytest.raises(RuntimeError):
+        with only_used_vision_layers(model):
+            raise RuntimeError("boom")
+    assert model.model.vision_tower.encoder.layers is encoder_layers  # restored, also after an error

@@ -29,6 +29,9 @@ from bench.errors import BenchError
 from bench.models.family import ModelFamily, unwrap
 
 
+HEAD_SLICE = 4096  # vocabulary rows per slice of the greedy head on CPU (see LanguageModel.next_tokens)
+
+
 class GrowingLayer(DynamicLayer):
     """One layer of :class:`GrowingCache` (see the module docstring)."""
 
@@ -98,6 +101,17 @@ class GrowingCache(Cache):
         """Keep only ``rows`` (indices into the batch dimension), in that order."""
         for layer in self.layers:
             layer.keep_rows(rows)
+
+    @classmethod
+    def repeat_rows(cls, prefix: "GrowingCache", rows: int, capacity: int) -> "GrowingCache":
+        """A cache of ``rows`` rows, each starting with the one row of ``prefix`` (copied, not recomputed), with
+        room for ``capacity`` tokens per row."""
+        out = cls(len(prefix.layers), capacity)
+        for layer, src in zip(out.layers, prefix.layers):
+            k, v = src.keys.expand(rows, -1, -1, -1), src.values.expand(rows, -1, -1, -1)
+            layer.lazy_initialization(k, v)
+            layer.update(k, v)
+        return out
 
     @classmethod
     def stack(cls, parts: list["GrowingCache"], capacity: int) -> "GrowingCache":
@@ -181,5 +195,26 @@ class LanguageModel:
         return out.last_hidden_state
 
     def next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Greedy next token of each hidden state [..., D] (``lm_head`` on these positions only)."""
-        return self.head(hidden).argmax(-1)
+        """Greedy next token of each hidden state [..., D] (``lm_head`` on these positions only).
+
+        On CPU the vocabulary is scored in slices of :data:`HEAD_SLICE` rows of the output embedding with a
+        running maximum, instead of one ``[rows, vocab]`` logits matrix: each logit is the same dot product over
+        the hidden size, but the slice's logits stay in the core's cache (``mid`` perf shape, 32 rows × 32064:
+        20.6 → 15.5 ms per decode step on the 2-core CPU). Ties keep the lowest id, as ``argmax`` does. On CUDA
+        one matmul is faster."""
+        weight, bias = self.head.weight, getattr(self.head, "bias", None)
+        if hidden.device.type != "cpu" or weight.shape[0] <= HEAD_SLICE or type(self.head) is not torch.nn.Linear:
+            return self.head(hidden).argmax(-1)
+        best_val = best_idx = None
+        for start in range(0, weight.shape[0], HEAD_SLICE):
+            logits = torch.nn.functional.linear(hidden, weight[start:start + HEAD_SLICE],
+                                                None if bias is None else bias[start:start + HEAD_SLICE])
+            idx = logits.argmax(-1, keepdim=True)
+            val = logits.gather(-1, idx).squeeze(-1)
+            idx = idx.squeeze(-1) + start
+            if best_val is None:
+                best_val, best_idx = val, idx
+            else:
+                better = val > best_val  # strict: an equal later maximum keeps the earlier (lower) id
+                best_val, best_idx = torch.where(better, val, best_val), torch.where(better, idx, best_idx)
+        return best_idx

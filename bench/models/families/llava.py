@@ -8,7 +8,8 @@ strategy) goes through the projector: ``LlavaModel.get_image_features`` (transfo
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
@@ -22,6 +23,33 @@ def vision_layers_used(config: Any) -> int:
     layers = config.vision_feature_layer
     layers = layers if isinstance(layers, (list, tuple)) else [layers]
     return max(n + 1 + f if f < 0 else f for f in layers)
+
+
+@contextmanager
+def only_used_vision_layers(llava: torch.nn.Module) -> Iterator[Any]:
+    """Within the block, the vision encoder holds only the layers whose output reaches the projector, and
+    yields the ``vision_feature_layer`` that addresses the same hidden state in the shortened encoder.
+
+    LLaVA reads the penultimate layer (``vision_feature_layer`` −2): transformers' ``get_image_features`` runs
+    every layer and discards the last one's output (1 of 24 CLIP-L layers, 1 of 4 at the ``mid`` perf shape).
+    The kept layers run exactly as before, so the features are bit-identical; the same layer modules are
+    used (LoRA on the vision layers included). Encoders without an ``encoder.layers`` list are run whole."""
+    cfg = llava.config
+    tower = llava.model.vision_tower
+    encoder = getattr(getattr(tower, "vision_model", tower), "encoder", None)  # transformers 4.x nests it
+    layers = getattr(encoder, "layers", None)
+    used = vision_layers_used(cfg)
+    feature = cfg.vision_feature_layer
+    if not isinstance(layers, torch.nn.ModuleList) or used >= len(layers) or used < 1:
+        yield feature
+        return
+    n = len(layers)
+    shift = lambda f: n + 1 + f if f < 0 else f  # noqa: E731  (the same state, counted from the front)
+    encoder.layers = torch.nn.ModuleList(list(layers)[:used])
+    try:
+        yield [shift(f) for f in feature] if isinstance(feature, (list, tuple)) else shift(feature)
+    finally:
+        encoder.layers = layers
 
 
 class LlavaFamily(ModelFamily):
@@ -41,12 +69,12 @@ class LlavaFamily(ModelFamily):
     def image_features(self, model: torch.nn.Module, pixel_values: torch.Tensor,
                        extra: dict[str, torch.Tensor]) -> torch.Tensor:
         llava = unwrap(model)
-        cfg = llava.config
-        out = llava.model.get_image_features(
-            pixel_values=pixel_values,
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        )
+        with only_used_vision_layers(llava) as feature_layer:
+            out = llava.model.get_image_features(
+                pixel_values=pixel_values,
+                vision_feature_layer=feature_layer,
+                vision_feature_select_strategy=llava.config.vision_feature_select_strategy,
+            )
         feats = out.pooler_output if hasattr(out, "pooler_output") else out
         return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
 

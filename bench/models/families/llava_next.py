@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench.models.chat_template import ChatTemplatePreprocessor
 from bench.models.family import FAMILIES, ImageInput, unwrap
-from bench.models.families.llava import LlavaFamily
+from bench.models.families.llava import LlavaFamily, only_used_vision_layers
 
 
 @dataclass
@@ -62,12 +62,12 @@ class LlavaNextFamily(LlavaFamily):
     def image_features(self, model: torch.nn.Module, pixel_values: torch.Tensor,
                        extra: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         llava = unwrap(model)
-        cfg = llava.config
-        out = llava.model.get_image_features(
-            pixel_values=pixel_values, image_sizes=extra["image_sizes"],
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        )
+        with only_used_vision_layers(llava) as feature_layer:
+            out = llava.model.get_image_features(
+                pixel_values=pixel_values, image_sizes=extra["image_sizes"],
+                vision_feature_layer=feature_layer,
+                vision_feature_select_strategy=llava.config.vision_feature_select_strategy,
+            )
         feats = out.pooler_output if hasattr(out, "pooler_output") else out
         return list(feats)
 
