@@ -189,16 +189,21 @@ def test_vision_tower_runs_only_the_layers_llava_reads_and_gives_bit_identical_f
     with torch.no_grad():
         whole = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=cfg.vision_feature_layer,
                                                vision_feature_select_strategy="default").pooler_output
-        ran = []
-        hooks = [layer.register_forward_hook(lambda *a, i=i: ran.append(i)) for i, layer in enumerate(encoder_layers)]
-        try:
-            fast = family_of(model).image_features(model, pixels, {})
-        finally:
-            for h in hooks:
-                h.remove()
+        fast = family_of(model).image_features(model, pixels, {})
     assert torch.equal(torch.stack(list(whole)), fast)
-    assert sorted(set(ran)) == list(range(len(encoder_layers) - 1))  # feature layer −2: the last layer is skipped
-    with pytest.raises(RuntimeError):
-        with only_used_vision_layers(model):
-            raise RuntimeError("boom")
-    assert model.model.vision_tower.encoder.layers is encoder_layers  # restored, also after an error
+    computed = []
+    for i, layer in enumerate(encoder_layers):  # which layers compute (a skipped one returns its input object)
+        layer.register_forward_hook(lambda mod, args, out, i=i: computed.append(i) if out is not args[0] else None)
+    with torch.no_grad():
+        family_of(model).image_features(model, pixels, {})
+        assert computed == list(range(len(encoder_layers) - 1))  # feature layer −2: the last layer is skipped
+        with pytest.raises(RuntimeError):
+            with only_used_vision_layers(model):
+                raise RuntimeError("boom")
+        computed.clear()
+        again = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=cfg.vision_feature_layer,
+                                               vision_feature_select_strategy="default").pooler_output
+    assert computed == list(range(len(encoder_layers)))  # restored, also after an error: the full tower runs
+    assert torch.equal(torch.stack(list(again)), fast)
+    for layer in encoder_layers:
+        layer._forward_hooks.clear()

@@ -8,6 +8,7 @@ strategy) goes through the projector: ``LlavaModel.get_image_features`` (transfo
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -25,31 +26,44 @@ def vision_layers_used(config: Any) -> int:
     return max(n + 1 + f if f < 0 else f for f in layers)
 
 
+def _pass_through(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return hidden_states
+
+
 @contextmanager
-def only_used_vision_layers(llava: torch.nn.Module) -> Iterator[Any]:
-    """Within the block, the vision encoder holds only the layers whose output reaches the projector, and
-    yields the ``vision_feature_layer`` that addresses the same hidden state in the shortened encoder.
+def only_used_vision_layers(llava: torch.nn.Module) -> Iterator[None]:
+    """Within the block, the vision encoder's layers after the one the projector reads return their input
+    unchanged instead of computing.
 
     LLaVA reads the penultimate layer (``vision_feature_layer`` −2): transformers' ``get_image_features`` runs
     every layer and discards the last one's output (1 of 24 CLIP-L layers, 1 of 4 at the ``mid`` perf shape).
-    The kept layers run exactly as before, so the features are bit-identical; the same layer modules are
-    used (LoRA on the vision layers included). Encoders without an ``encoder.layers`` list are run whole."""
-    cfg = llava.config
+    The layers that are read run exactly as before, so the features are bit-identical. The skipped layers are
+    still *called* (their ``forward`` is shadowed on the instance, then restored), so transformers' hidden-state
+    bookkeeping — its output-capturing hooks, which it installs once per model, and the count behind negative
+    ``vision_feature_layer`` indices — sees the encoder it expects. Applies only to encoders with an
+    ``encoder.layers`` list whose layers return a tensor (CLIP and SigLIP in transformers 5); others run
+    whole."""
     tower = llava.model.vision_tower
     encoder = getattr(getattr(tower, "vision_model", tower), "encoder", None)  # transformers 4.x nests it
     layers = getattr(encoder, "layers", None)
-    used = vision_layers_used(cfg)
-    feature = cfg.vision_feature_layer
-    if not isinstance(layers, torch.nn.ModuleList) or used >= len(layers) or used < 1:
-        yield feature
+    used = vision_layers_used(llava.config)
+    if (not isinstance(layers, torch.nn.ModuleList) or not 1 <= used < len(layers)
+            or not all(_returns_tensor(layer) for layer in layers[used:])):
+        yield
         return
-    n = len(layers)
-    shift = lambda f: n + 1 + f if f < 0 else f  # noqa: E731  (the same state, counted from the front)
-    encoder.layers = torch.nn.ModuleList(list(layers)[:used])
+    skipped = list(layers)[used:]
+    for layer in skipped:
+        layer.forward = _pass_through
     try:
-        yield [shift(f) for f in feature] if isinstance(feature, (list, tuple)) else shift(feature)
+        yield
     finally:
-        encoder.layers = layers
+        for layer in skipped:
+            del layer.forward
+
+
+def _returns_tensor(layer: torch.nn.Module) -> bool:
+    annotation = inspect.signature(type(layer).forward).return_annotation
+    return annotation is torch.Tensor or annotation in ("torch.Tensor", "Tensor")
 
 
 class LlavaFamily(ModelFamily):
@@ -69,10 +83,10 @@ class LlavaFamily(ModelFamily):
     def image_features(self, model: torch.nn.Module, pixel_values: torch.Tensor,
                        extra: dict[str, torch.Tensor]) -> torch.Tensor:
         llava = unwrap(model)
-        with only_used_vision_layers(llava) as feature_layer:
+        with only_used_vision_layers(llava):
             out = llava.model.get_image_features(
                 pixel_values=pixel_values,
-                vision_feature_layer=feature_layer,
+                vision_feature_layer=llava.config.vision_feature_layer,
                 vision_feature_select_strategy=llava.config.vision_feature_select_strategy,
             )
         feats = out.pooler_output if hasattr(out, "pooler_output") else out

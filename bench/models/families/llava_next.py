@@ -62,10 +62,10 @@ class LlavaNextFamily(LlavaFamily):
     def image_features(self, model: torch.nn.Module, pixel_values: torch.Tensor,
                        extra: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         llava = unwrap(model)
-        with only_used_vision_layers(llava) as feature_layer:
+        with only_used_vision_layers(llava):
             out = llava.model.get_image_features(
                 pixel_values=pixel_values, image_sizes=extra["image_sizes"],
-                vision_feature_layer=feature_layer,
+                vision_feature_layer=llava.config.vision_feature_layer,
                 vision_feature_select_strategy=llava.config.vision_feature_select_strategy,
             )
         feats = out.pooler_output if hasattr(out, "pooler_output") else out
