@@ -187,3 +187,27 @@ def test_preflight_refuses_beam_search_adapters_and_unknown_backends(monkeypatch
     assert len(problems) == 2
     assert problems[0].startswith("shr: beam search") and "bench export" in problems[1]
     assert "unknown backend" in preflight.backend_problems("vlm")[0]
+
+
+def test_perf_eval_adds_vllm_as_an_extra_engine_without_changing_its_keys(tmp_path, monkeypatch):
+    out = tmp_path / "eval.json"
+    args = ["perf", "eval", "--shape", "tiny", "--images", "2", "--questions", "3", "--caption-images", "2",
+            "--caption-tokens", "5", "--json", str(out)]
+    assert main(args) == 0
+    plain = json.loads(out.read_text())
+    fake_vllm.install(monkeypatch)
+    assert main([*args, "--backend", "vllm"]) == 0
+    res = json.loads(out.read_text())
+    assert res["backend"] == "transformers" and res["vllm_backend"] == "vllm/0.0-fake"
+    for name in ("pope", "caption"):
+        assert set(res[name]) == set(plain[name]) | {"vllm_s", "vllm_agreement"}
+        assert res[name]["vllm_s"] > 0 and res[name]["vllm_agreement"] == 1.0
+        assert res[name]["agreement"] == plain[name]["agreement"]
+    (llm,) = fake_vllm.LLM.instances
+    assert len(llm.requests) == 2 + 6 + 2 + 2  # warm-up (2 items) + the workload, for each workload
+
+
+def test_perf_eval_without_vllm_fails_before_building_a_model(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    assert main(["perf", "eval", "--shape", "tiny", "--backend", "vllm"]) == 2
+    assert "pip install vllm" in capsys.readouterr().err

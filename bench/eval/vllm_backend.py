@@ -135,9 +135,15 @@ def open_vllm_model(entry: Any, adapter: str | None, dtype: str, seed: int = 0, 
                          f" {', '.join(SUPPORTED_FAMILIES)}); use the default backend")
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     pre = family.make_preprocessor(family.load_processor(folder, local_files_only=True), config)
+    return open_folder(folder, pre, family.name, dtype, seed, **llm_kwargs)
+
+
+def open_folder(folder: str | Path, pre: Any, family: str, dtype: str, seed: int = 0, **llm_kwargs: Any) -> VllmModel:
+    """``vllm.LLM`` on a checkpoint folder, prompts built by ``pre`` (``bench perf eval`` passes its own)."""
+    vllm = import_vllm()
     llm = vllm.LLM(model=str(folder), tokenizer=str(folder), dtype=dtype, seed=seed,
                    limit_mm_per_prompt={"image": 1}, **llm_kwargs)
-    return VllmModel(llm=llm, vllm=vllm, pre=pre, family=family.name, folder=str(folder), seed=seed)
+    return VllmModel(llm=llm, vllm=vllm, pre=pre, family=family, folder=str(folder), seed=seed)
 
 
 def prompt_token_ids(pre: Any, question: str, image_size: tuple[int, int]) -> list[int]:
