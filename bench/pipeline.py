@@ -221,7 +221,7 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
         return eval_benchmarks(model, pre, benchmarks, out_dir, data_root, fp, device, ecfg, progress, generate,
                                rank, world, extra)
     finally:
-        if hasattr(model, "close"):  # the vLLM engine gives its GPU memory back (a verify step may load a model)
+        if ecfg.backend == "vllm":  # the vLLM engine gives its GPU memory back (a verify step may load a model)
             model.close()
 
 

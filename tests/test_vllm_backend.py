@@ -211,3 +211,17 @@ def test_perf_eval_without_vllm_fails_before_building_a_model(monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "vllm", None)
     assert main(["perf", "eval", "--shape", "tiny", "--backend", "vllm"]) == 2
     assert "pip install vllm" in capsys.readouterr().err
+
+
+def test_bench_run_evaluates_the_base_model_with_vllm_and_refuses_trained_adapters(tmp_path, world, monkeypatch,
+                                                                                   capsys):
+    fake_vllm.install(monkeypatch)
+    common = ["run", "--model", "tiny-llava", "--benchmarks", "pope", "--data-root", str(world), "--quiet",
+              "--limit", "1", "--backend", "vllm", "eval.n_boot=20"]
+    assert main([*common, "--methods", "dpo", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "not an adapter" in err and "bench export" in err and not (tmp_path / "a" / "tiny-llava").exists()
+    assert main([*common, "--methods", "base", "--out", str(tmp_path / "b")]) == 0
+    base = tmp_path / "b" / "tiny-llava" / "base"
+    assert json.loads((base / "scores" / "pope.json").read_text())["backend"] == "vllm"
+    assert json.loads((base / "run.json").read_text())["run"]["config"]["eval"]["backend"] == "vllm"
