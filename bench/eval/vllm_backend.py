@@ -60,8 +60,8 @@ from bench.models.loading import read_family
 from bench.preflight import VLLM_MISSING
 
 BACKEND = "vllm"
-# families vLLM implements (llava-hf LLaVA-1.5 / LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL); InstructBLIP and the assembled
-# MiniGPT-4 are not vLLM architectures
+# families wired to vLLM here (vLLM implements the llava-hf LLaVA-1.5 / LLaVA-NeXT and Qwen2-VL / Qwen2.5-VL classes
+# and expands their single image placeholder); InstructBLIP's Q-Former prompts and the assembled MiniGPT-4 are not
 SUPPORTED_FAMILIES = ("llava-1.5", "llava-next", "qwen2-vl", "qwen2.5-vl")
 CHUNK = 256  # requests per LLM.generate call: vLLM batches inside a call; a kill loses at most one chunk
 
@@ -131,7 +131,7 @@ def open_vllm_model(entry: Any, adapter: str | None, dtype: str, seed: int = 0, 
     folder = model_folder(entry)
     family = read_family(folder)
     if family.name not in SUPPORTED_FAMILIES:
-        raise BenchError(f"--backend vllm: the {family.name} family is not a vLLM architecture (supported:"
+        raise BenchError(f"--backend vllm: the {family.name} family is not wired to vLLM (supported:"
                          f" {', '.join(SUPPORTED_FAMILIES)}); use the default backend")
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     pre = family.make_preprocessor(family.load_processor(folder, local_files_only=True), config)
