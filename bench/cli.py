@@ -85,7 +85,8 @@ def _run_config(args) -> "object":
     cfg = merge(cfg, cli, where="command line")
     if args.overrides:
         cfg = merge(cfg, parse_overrides(args.overrides), where="overrides")
-    ev = {k: getattr(args, k) for k in ("limit", "batch_size", "dtype") if getattr(args, k, None) is not None}
+    ev = {k: getattr(args, k) for k in ("limit", "batch_size", "dtype", "backend")
+          if getattr(args, k, None) is not None}
     if ev:
         cfg = merge(cfg, {"eval": ev}, where="command line")
     return cfg
@@ -177,10 +178,13 @@ def cmd_eval(args) -> int:
     benchmarks = resolve_benchmarks(cfg.benchmarks, entry)
     data_root = data_root_for(entry, cfg.data_root)
     preflight.check([*preflight.output_problems(Path(cfg.out)), *preflight.model_problems(entry, args.adapter),
-                     *preflight.benchmark_problems(benchmarks, data_root)], "bench eval")
+                     *preflight.benchmark_problems(benchmarks, data_root),
+                     *preflight.backend_problems(cfg.eval.backend, benchmarks, [args.adapter])], "bench eval")
     if args.verify_against_bs1 and getattr(entry, "api_served", False):
         raise BenchError("--verify-against-bs1 re-decodes with local weights; an API-served model has none here")
     label = args.label or ("base" if not args.adapter else Path(args.adapter).resolve().parent.name)
+    if cfg.eval.backend != "transformers" and not args.label:  # its own folder and leaderboard row: base-vllm
+        label = f"{label}-{cfg.eval.backend}"
     out = Path(cfg.out) / entry.name / label
     res = eval_checkpoint(cfg.model, args.adapter, label, benchmarks, out, data_root, cfg.seed, device, cfg.eval,
                           progress=not args.quiet)
@@ -201,7 +205,8 @@ def cmd_eval(args) -> int:
             check = verify_against_bs1(model, pre, BENCHMARKS.get(name)(), data_root,
                                        out / "predictions" / f"{name}.jsonl", args.verify_against_bs1,
                                        device, seed=cfg.seed)
-            print(f"{name}: fast path vs batch-1 HF generate: {check['identical']}/{check['n']} identical"
+            engine = "fast path" if cfg.eval.backend == "transformers" else f"{cfg.eval.backend} backend"
+            print(f"{name}: {engine} vs batch-1 HF generate: {check['identical']}/{check['n']} identical"
                   f" (agreement {check['agreement']:.4f})")
     return 0
 
@@ -238,7 +243,8 @@ def cmd_score(args) -> int:
     for name in _split(args.benchmarks):
         bench = BENCHMARKS.get(name)()
         res = score_predictions(bench, run_dir / "predictions" / f"{name}.jsonl", data_root,
-                                run_dir / "scores" / f"{name}.json", ecfg)
+                                run_dir / "scores" / f"{name}.json", ecfg,
+                                backend=(recorded or {}).get("backend") or "transformers")
         print(name, json.dumps(res.get("metrics", {})))
     return 0
 
@@ -338,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=_int_at_least(1), default=None, help="= eval.limit: first N images per benchmark")
     sp.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None,
                     help="= eval.dtype (auto: bfloat16 on CUDA, float32 on CPU)")
+    sp.add_argument("--backend", choices=["transformers", "vllm"], default=None,
+                    help="= eval.backend: transformers (default) or vllm (optional: pip install vllm)")
     sp.add_argument("--base-url", dest="base_url", default=None,
                     help="endpoint of an --model openai:<name> (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
     sp.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
@@ -367,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", dest="batch_size", type=_int_at_least(1), default=None, help="= eval.batch_size")
     sp.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None,
                     help="= eval.dtype (auto: bfloat16 on CUDA, float32 on CPU); part of the cache key")
+    sp.add_argument("--backend", choices=["transformers", "vllm"], default=None,
+                    help="= eval.backend: transformers (default) or vllm (optional: pip install vllm; labelled in the"
+                         " records and the cache key)")
     sp.add_argument("--verify-against-bs1", dest="verify_against_bs1", type=_int_at_least(0), default=0, metavar="N",
                     help="re-decode N random items at batch 1 without caching and report the agreement")
     sp.add_argument("--base-url", dest="base_url", default=None,

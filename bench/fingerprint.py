@@ -198,16 +198,19 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def model_fingerprint(entry: Any, adapter: str | os.PathLike | None, dtype: Any, device: str, model: Any) -> tuple[str, dict]:
+def model_fingerprint(entry: Any, adapter: str | os.PathLike | None, dtype: Any, device: str, model: Any,
+                      backend: str | None = None) -> tuple[str, dict]:
     """(checkpoint fingerprint, its parts for run.json) of a loaded model entry + adapter.
 
     ``entry.weights_source()`` says where the base weights come from (``{"path": folder}`` or
-    ``{"hub": id, "commit": sha}``); the backend is transformers' attention implementation of ``model``.
+    ``{"hub": id, "commit": sha}``); the backend is transformers' attention implementation of ``model`` unless
+    another engine is named (``vllm/<version>``: ``bench.eval.vllm_backend``), so backends never share a cache.
     """
     source = entry.weights_source()
     weights = weights_fingerprint(source)
-    attn = getattr(getattr(model, "config", None), "_attn_implementation", None) or "default"
-    backend = f"transformers/{attn}"
+    if backend is None:
+        attn = getattr(getattr(model, "config", None), "_attn_implementation", None) or "default"
+        backend = f"transformers/{attn}"
     fp = checkpoint_fingerprint(weights, adapter, dtype_name(dtype), device, backend)
     parts = {"weights": weights, "dtype": dtype_name(dtype), "backend": backend, "engine": ENGINE_VERSION,
              "device_class": "cuda" if str(device).startswith("cuda") else str(device).split(":")[0]}

@@ -19,6 +19,12 @@ only (the 7B workloads would take hours at batch 1); the JSON then says so.
 
 Before timing, each decoder runs once on two items (warm-up). ``--repeat R`` keeps the fastest of R runs of the
 engine and of batched ``generate`` (batch 1 runs once).
+
+``--backend vllm`` adds vLLM (:mod:`bench.eval.vllm_backend`) as one more engine in the same run, on the same
+weights (saved to a temporary folder with a word-level tokenizer that names every id, since vLLM loads a
+folder), items and settings: ``<workload>.vllm_s`` and ``<workload>.vllm_agreement`` (share of items equal to
+batch-1 ``generate``); every other key is unchanged. On CUDA vLLM is given the GPU memory left free by the
+transformers model (``gpu_memory_utilization``).
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.eval.decode import generate_batch
+from bench.eval import vllm_backend
 from bench.eval.fastpath import choose_path, stream
 from bench.perf_shapes import build_model, device_name
 from bench.runtime import resolve_device
@@ -110,11 +117,15 @@ def _agreement(texts: dict[str, str], reference: dict[str, str]) -> float | None
 
 
 def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str, batches: tuple[int, ...],
-             bs1_items: int | None, repeat: int) -> dict:
-    """Engine vs ``generate`` at batch 1 and ``batches`` on ``items``: seconds, split, agreement."""
+             bs1_items: int | None, repeat: int, extra: dict[str, Callable] | None = None) -> dict:
+    """Engine vs ``generate`` at batch 1 and ``batches`` on ``items``: seconds, split, agreement. ``extra``: other
+    engines by name (``vllm``: ``fn(items, gen) -> {id: text}``), reported as ``<name>_s`` / ``<name>_agreement``."""
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    extra = extra or {}
     run_engine(model, pre, items[:2], gen, device)  # warm-up
     run_generate(model, pre, items[:1], gen, device, 1)
+    for fn in extra.values():
+        fn(items[:2], gen)
     split: dict[str, float] = {}
 
     def engine():
@@ -132,6 +143,9 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
     for b in batches:
         res[f"hf_generate_bs{b}_s"], generated[b] = _timed(lambda: run_generate(model, pre, items, gen, device, b),
                                                            repeat)
+    other = {}
+    for name, fn in extra.items():
+        res[f"{name}_s"], other[name] = _timed(lambda: fn(items, gen), repeat)
     ref_items = items if bs1_items is None else items[:bs1_items]
     res["hf_generate_bs1_s"], reference = _timed(lambda: run_generate(model, pre, ref_items, gen, device, 1))
     if bs1_items is not None and bs1_items < len(items):
@@ -142,6 +156,8 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
     for b in batches:
         res[f"hf_generate_bs{b}_agreement"] = _agreement(generated[b], reference)
         res[f"speedup_vs_hf_generate_bs{b}"] = res[f"hf_generate_bs{b}_s"] / res["engine_s"]
+    for name, texts in other.items():
+        res[f"{name}_agreement"] = _agreement(texts, reference)
     for key, value in list(res.items()):
         if isinstance(value, float):
             res[key] = round(value, 4)
@@ -149,6 +165,8 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
 
 
 def perf_eval(args) -> dict:
+    if getattr(args, "backend", "transformers") == "vllm":
+        vllm_backend.import_vllm()  # one actionable error (exit 2) before any model is built when vllm is missing
     device = resolve_device(args.device)
     model, pre = build_model(args.shape, device)
     d_img, d_q, d_ans, d_cimg, d_ctok, batches = SHAPE_DEFAULTS[args.shape]
@@ -159,14 +177,56 @@ def perf_eval(args) -> dict:
                            "torch_threads": torch.get_num_threads(), "backend": "transformers"}
     bs1 = args.bs1_items if args.bs1_items else (200 if args.shape == "llava-7b" else None)
     with tempfile.TemporaryDirectory() as tmp:
+        extra = {}
+        if getattr(args, "backend", "transformers") == "vllm":
+            vm = open_vllm(model, pre, Path(tmp) / "vllm-model", device, out["dtype"])
+            out["vllm_backend"] = vm.backend
+            extra["vllm"] = lambda items, gen: run_vllm(vm, items, gen)
         images = make_images(Path(tmp), max(args.images or d_img, args.caption_images or d_cimg))
         if "pope" in args.workloads:
             items = pope_items(images[: args.images or d_img], args.questions or d_q)
-            out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1, args.repeat)
+            out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1, args.repeat, extra)
         if "caption" in args.workloads:
             items = caption_items(images[: args.caption_images or d_cimg])
-            out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1, args.repeat)
+            out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1, args.repeat, extra)
     return out
+
+
+def save_vllm_folder(model, pre, folder: Path) -> Path:
+    """The perf model as a checkpoint folder vLLM can load: weights, config and a processor whose word-level
+    tokenizer names every id (``t<i>``; ``<image>`` at the image token id). The prompts sent are token ids and the
+    outputs are decoded by the perf tokenizer, so these words never reach a text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlavaProcessor, PreTrainedTokenizerFast
+
+    cfg = model.config
+    names = {0: "<unk>", 1: "<s>", 2: "</s>", cfg.image_token_id: "<image>"}
+    vocab = {names.get(i, f"t{i}"): i for i in range(cfg.text_config.vocab_size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    LlavaProcessor(image_processor=pre.image_processor, tokenizer=fast, patch_size=cfg.vision_config.patch_size,
+                   vision_feature_select_strategy=cfg.vision_feature_select_strategy).save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def open_vllm(model, pre, folder: Path, device: str, dtype: str):
+    """vLLM on the perf model's weights (saved to ``folder``); on CUDA, the memory the transformers model left."""
+    kwargs = {}
+    if str(device).startswith("cuda"):
+        free, total = torch.cuda.mem_get_info()
+        kwargs["gpu_memory_utilization"] = round(max(0.05, 0.85 * free / total), 3)
+    return vllm_backend.open_folder(save_vllm_folder(model, pre, folder), pre, "llava-1.5", dtype, seed=0, **kwargs)
+
+
+def run_vllm(vm, items: list[EvalItem], gen: GenerationSettings) -> dict[str, str]:
+    """vLLM's texts of ``items`` (one ``generate`` call)."""
+    texts, skipped = vllm_backend.generate(vm, items, gen)
+    if skipped:
+        raise RuntimeError(f"perf items skipped: {skipped}")
+    return {it.id: t for it, t in zip(items, texts)}
 
 
 def add_arguments(p) -> None:
@@ -181,3 +241,5 @@ def add_arguments(p) -> None:
                    help="time generate at batch 1 on the first N items only (default: all; 7b: 200)")
     p.add_argument("--workloads", default="pope,caption", help="comma-separated: pope,caption")
     p.add_argument("--repeat", type=int, default=1, help="fastest of N runs for the engine and batched generate")
+    p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers",
+                   help="vllm: add vLLM as another engine in the same run (pope.vllm_s, pope.vllm_agreement, …)")

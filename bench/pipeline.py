@@ -21,6 +21,7 @@ from bench.data.method_data import build_method_data
 from bench.errors import BenchError
 from bench.eval.api import run_benchmark_api
 from bench.eval.engine import merge_shards, run_benchmark
+from bench.eval.vllm_backend import open_vllm_model, run_benchmark_vllm
 from bench.fingerprint import digest_of, image_sha256, model_fingerprint
 from bench.io import atomic_write_json
 from bench.leaderboard.write import write_leaderboards
@@ -45,16 +46,20 @@ class EvalConfig:
     recorded in run.json and the score file, and a limited score is its own leaderboard column;
     n_boot: bootstrap resamples for the 95% CIs; dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU),
     ``bfloat16``, ``float16`` or ``float32`` — part of the predictions' cache key; api: endpoint settings of
-    an ``openai:<name>`` model (bench.models.api; unused otherwise)."""
+    an ``openai:<name>`` model (bench.models.api; unused otherwise); backend: ``transformers`` (the engine,
+    default) or ``vllm`` (``bench.eval.vllm_backend``, optional package; part of the cache key and recorded)."""
 
     batch_size: int = 8
     limit: int | None = None
     n_boot: int = 1000
     dtype: str = "auto"
     api: ApiConfig = field(default_factory=ApiConfig)
+    backend: str = "transformers"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.backend not in preflight.BACKENDS:
+            problems.append(f"backend={self.backend!r} must be one of {', '.join(preflight.BACKENDS)}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             problems.append(f"batch_size={self.batch_size!r} must be an integer >= 1")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
@@ -195,6 +200,11 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
         model, pre, generate = open_api_model(entry_name, ecfg.api, adapter), None, run_benchmark_api
         entry, fp = model, model.fingerprint()
         fp_parts = {"api": True, "dtype": "n/a (served)"}
+    elif ecfg.backend == "vllm":  # vLLM's engine on the same folder (bench.eval.vllm_backend; optional package)
+        entry, dtype = model_entry(entry_name), resolve_dtype(ecfg.dtype, device)
+        model = open_vllm_model(entry, adapter, str(dtype).replace("torch.", ""), seed)
+        pre, generate = model.pre, run_benchmark_vllm
+        fp, fp_parts = model_fingerprint(entry, adapter, dtype, device, None, backend=model.backend)
     else:
         dtype = resolve_dtype(ecfg.dtype, device)
         model, pre, entry = load_for_eval(entry_name, adapter, dtype=dtype, device=device)
@@ -207,8 +217,12 @@ def eval_checkpoint(entry_name: str, adapter: str | None, method_label: str, ben
         update_record(run_path, {"checkpoint_fingerprint": fp, "fingerprint_parts": fp_parts, "eval": to_dict(ecfg),
                                  "dtype": fp_parts["dtype"], "adapter": adapter, "world_size": world})
     extra = (lambda: {"api": model.record()}) if getattr(entry, "api_served", False) else None  # after requests
-    return eval_benchmarks(model, pre, benchmarks, out_dir, data_root, fp, device, ecfg, progress, generate,
-                           rank, world, extra)
+    try:
+        return eval_benchmarks(model, pre, benchmarks, out_dir, data_root, fp, device, ecfg, progress, generate,
+                               rank, world, extra)
+    finally:
+        if ecfg.backend == "vllm":  # the vLLM engine gives its GPU memory back (a verify step may load a model)
+            model.close()
 
 
 def eval_benchmarks(model: Any, pre: Any, benchmarks: list[str], out_dir: Path, data_root: Path, fp: str,
@@ -234,7 +248,7 @@ def eval_benchmarks(model: Any, pre: Any, benchmarks: list[str], out_dir: Path, 
             merge_shards(bench, data_root, pred_path, fp, world, ecfg.limit)
         t_gen = time.perf_counter() - t0
         score = score_predictions(bench, pred_path, data_root, out_dir / "scores" / f"{name}.json", ecfg,
-                                  gen_stats["skipped"])
+                                  gen_stats["skipped"], backend=ecfg.backend)
         results[name] = score
         update_record(run_path, {
             "benchmarks": {name: {**bench.protocol_header(), "predictions": f"predictions/{name}.jsonl",
@@ -263,13 +277,14 @@ def _gather_stats(stats: dict) -> dict:
 
 
 def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: Path, ecfg: EvalConfig,
-                      skipped: dict | None = None) -> dict:
+                      skipped: dict | None = None, backend: str = "transformers") -> dict:
     """Stored generations → scores/<benchmark>.json (recomputable without a model).
 
     ``ecfg.limit`` selects the images scored (:func:`bench.benchmark.select_items`); predictions of other items
     stay in the file. Duplicate lines: the last one wins (``bench/predictions.py``). The score file records the
     selection, the image-content digest of the scored items and an ``integrity`` hash of its own content, which
-    the leaderboard checks (a hand-edited or relabelled score file is refused).
+    the leaderboard checks (a hand-edited or relabelled score file is refused). A backend other than the default
+    is labelled (``"backend": "vllm"``); default score files are unchanged.
     """
     if not pred_path.exists():
         raise BenchError(f"{pred_path}: no predictions file to score (generate it with `python -m bench eval`)")
@@ -285,6 +300,8 @@ def score_predictions(bench: Any, pred_path: Path, data_root: Path, score_path: 
     result = {**bench.protocol_header(), **result,
               "selection": {"limit": ecfg.limit, "images": len(images), "items": len(chosen),
                             "images_sha256": digest_of(hashes)}}
+    if backend != "transformers":
+        result["backend"] = backend
     if skipped:
         sk = result.setdefault("skipped", {"count": 0, "reasons": {}})
         sk.setdefault("reasons", {}).update({k: v for k, v in skipped.items()})
@@ -336,6 +353,8 @@ def run(cfg: RunConfig, progress: bool = True, resume: bool = True, force: bool 
     out = Path(cfg.out)
     preflight.check([*preflight.output_problems(out), *preflight.model_problems(entry),
                      *preflight.benchmark_problems(benchmarks, data_root),
+                     *preflight.backend_problems(cfg.eval.backend, benchmarks,
+                                                 [f"{cfg.out}/{entry.name}/{m}/checkpoint" for m in methods]),
                      *[p for m in methods for p in train_data_problems(m, entry, None, data_root)]], "bench run")
     model_dir = out / entry.name
     t0 = time.perf_counter()

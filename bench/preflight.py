@@ -35,6 +35,44 @@ def benchmark_problems(names: Iterable[str], data_root: Path) -> list[str]:
     return out
 
 
+BACKENDS = ("transformers", "vllm")
+
+
+def _installed(name: str) -> bool:
+    """Whether ``import name`` can succeed, without importing it (a module already imported counts)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
+
+VLLM_MISSING = ("--backend vllm: the vllm package is not installed; install it with `pip install vllm` (needs a CUDA"
+                " GPU), or use the default backend (--backend transformers), which needs nothing extra")
+
+
+def backend_problems(backend: str, benchmarks: Iterable[str] = (), adapters: Iterable[str | None] = ()) -> list[str]:
+    """What the ``--backend`` needs: ``transformers`` (the default) nothing; ``vllm`` the installed package (looked
+    up, not imported), greedy or sampled protocols (no beam search) and no adapters (``bench.eval.vllm_backend``)."""
+    if backend == "transformers":
+        return []
+    if backend not in BACKENDS:
+        return [f"--backend {backend}: unknown backend (choose from {', '.join(BACKENDS)})"]
+    out = []
+    if not _installed("vllm"):
+        out.append(VLLM_MISSING)
+    for name in benchmarks:
+        gen = BENCHMARKS.get(name).generation
+        if gen.num_beams != 1:
+            out.append(f"{name}: beam search (num_beams={gen.num_beams}) is not run by --backend vllm; drop it from"
+                       " --benchmarks or use the default backend")
+    for adapter in adapters:
+        if adapter is not None:
+            out.append(f"{adapter}: --backend vllm evaluates a merged folder, not an adapter; merge it with"
+                       " `python -m bench export CHECKPOINT --out DIR` and pass --model DIR")
+    return out
+
+
 def output_problems(out: Path, need_bytes: int = 0) -> list[str]:
     """The output folder must be a writable folder (or creatable), with room for what will be written."""
     out = Path(out)
