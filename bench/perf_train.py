@@ -198,8 +198,9 @@ def perf_train(args) -> dict:
         out["bench_no_reference_cache"] = run_bench(args, device, records, processor, cache_reference=False)
         out["bench_share_prefix"] = run_bench(args, device, records, processor, cache_reference=True,
                                               share_prefix=True)
-        if out["bench"]["pairs_per_s"] and out["bench_share_prefix"]["pairs_per_s"]:
-            out["speedup_share_prefix"] = round(out["bench_share_prefix"]["pairs_per_s"] / out["bench"]["pairs_per_s"], 3)
+        on, off = out["bench_share_prefix"]["pairs_per_s"], out["bench"]["pairs_per_s"]
+        if on and off:
+            out["speedup_share_prefix"] = round(on / off, 3)
         if args.trl:
             try:
                 import trl

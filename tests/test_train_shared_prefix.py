@@ -105,6 +105,18 @@ def test_packed_pairs_give_the_padded_log_probs_dpo_loss_and_lora_gradients(lora
     _assert_same_step(padded, packed)
 
 
+def test_packed_pairs_match_under_gradient_checkpointing(lora_model, records):
+    from bench.train.loop import enable_gradient_checkpointing
+
+    model, pre = lora_model
+    enable_gradient_checkpointing(model)
+    model.train()
+    padded = _dpo_step(model, pre, records[1:3], [CHOSEN, REJECTED], share=False)
+    packed = _dpo_step(model, pre, records[1:3], [CHOSEN, REJECTED], share=True)
+    assert packed[4].packed is not None
+    _assert_same_step(padded, packed)
+
+
 def test_a_pair_on_different_images_falls_back_to_padded_rows_and_still_matches(lora_model, records):
     model, pre = lora_model
     seqs = [CHOSEN, REJECTED_SHIFTED]

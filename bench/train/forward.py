@@ -6,6 +6,9 @@ Speed levers (issue 4):
 * ``lm_head`` is applied only at supervised positions, so the full-vocabulary logits of the
   prompt and the 576 image positions are never materialised; log-softmax runs in float32 on
   chunks of at most ``chunk_tokens`` positions.
+* (``TrainConfig.share_prefix``, off by default) the sequences of a pair that share image and prompt run as one
+  packed row, the prefix computed once: :mod:`bench.train.shared_prefix` builds the rows and calls
+  :func:`hidden_states` with its block mask and positions, then :func:`head_logps` at the supervised positions.
 
 Guards: a sequence whose image-token count differs from the features supplied raises, instead of
 the silent prompt/feature mismatch users hit in TRL.
