@@ -15,6 +15,9 @@ Both sides train the ``dpo`` objective (sigmoid loss, β 0.1, reference = the ba
 What differs is each side's own machinery. The bench loop (:func:`bench.train.loop.train_stage`) runs the
 vision tower once per distinct image, applies ``lm_head`` to response positions only, and can precompute the
 reference log-probs once per pair (``cache_reference``, timed separately: it runs before the first step).
+It is timed a third time with ``share_prefix`` (``bench_share_prefix``: chosen and rejected in one packed row, the
+prompt + image prefix computed once per pair, :mod:`bench.train.shared_prefix`; reference cache on, as ``bench``;
+``tokens_per_pair`` counts the real tokens of the policy forward per pair on both ``bench`` sides).
 TRL (``DPOTrainer``, processing on the fly by its ``DataCollatorForVisionPreference``) feeds chosen and
 rejected through the full model with the pixel values duplicated, and recomputes the reference every step:
 its ``precompute_ref_log_probs`` is refused for vision datasets (TRL 1.16), so TRL has one row, "no cache".
@@ -96,17 +99,21 @@ def _peak(device: str) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 3) if device.startswith("cuda") else None
 
 
-def run_bench(args, device: str, records, processor, cache_reference: bool) -> dict:
+def run_bench(args, device: str, records, processor, cache_reference: bool, share_prefix: bool = False) -> dict:
     model, cfg = _model(args.shape, device, processor.tokenizer.convert_tokens_to_ids("<image>"))
     pre = make_preprocessor(processor, cfg)
     steps = args.steps + args.warmup
     tcfg = TrainConfig(lr=1e-6, max_steps=steps, batch_size=args.pairs, max_length=4096, lora_r=args.lora_r,
                        lora_alpha=2 * args.lora_r, lora_dropout=0.0, cache_reference=cache_reference, bf16=True,
-                       warmup_ratio=0.0, log_every=1)
+                       warmup_ratio=0.0, log_every=1, share_prefix=share_prefix)
     mcfg = DpoConfig(beta=0.1, train=tcfg)
     method = DpoMethod()
-    tokens = [len(pre.encode_pair(r.question, text, 4096)["input_ids"])  # the pairs TRL's count is taken on
-              for r in records[:args.pairs] for text in (r.chosen, r.rejected)]
+    encoded = [[pre.encode_pair(r.question, text, 4096) for text in (r.chosen, r.rejected)]
+               for r in records[:args.pairs]]  # the pairs TRL's count is taken on
+    tokens = [len(e["input_ids"]) for pair in encoded for e in pair]
+    # a packed pair holds its prompt once: both sequences minus one copy of the prompt
+    pair_tokens = [sum(len(e["input_ids"]) for e in pair) - (pair[0]["prompt_len"] if share_prefix else 0)
+                   for pair in encoded]
     with tempfile.TemporaryDirectory() as tmp:
         peft_model = add_lora(model, tcfg)
         if device.startswith("cuda"):
@@ -121,7 +128,8 @@ def run_bench(args, device: str, records, processor, cache_reference: bool) -> d
     return {"pairs_per_s": _median_rate(args.pairs, timed), "peak_mem_gib": _peak(device),
             "steps_timed": len(timed), "step_s": [round(t, 3) for t in timed],
             "reference_pass_and_setup_s": round(max(0.0, wall - step_sum), 3),
-            "wall_s": round(wall, 3), "tokens_per_sequence": round(statistics.mean(tokens), 1)}
+            "wall_s": round(wall, 3), "tokens_per_sequence": round(statistics.mean(tokens), 1),
+            "tokens_per_pair": round(statistics.mean(pair_tokens), 1)}
 
 
 def run_trl(args, device: str, records, processor, tmp: Path) -> dict:
@@ -188,6 +196,11 @@ def perf_train(args) -> dict:
         records = make_records(tmp, args.pairs * (args.steps + args.warmup), args.response_words)
         out["bench"] = run_bench(args, device, records, processor, cache_reference=True)
         out["bench_no_reference_cache"] = run_bench(args, device, records, processor, cache_reference=False)
+        out["bench_share_prefix"] = run_bench(args, device, records, processor, cache_reference=True,
+                                              share_prefix=True)
+        on, off = out["bench_share_prefix"]["pairs_per_s"], out["bench"]["pairs_per_s"]
+        if on and off:
+            out["speedup_share_prefix"] = round(on / off, 3)
         if args.trl:
             try:
                 import trl
@@ -195,10 +208,10 @@ def perf_train(args) -> dict:
                 out["trl"] = {"pairs_per_s": None, "peak_mem_gib": None, "error": "trl is not installed"}
             else:
                 out["trl"] = {"version": trl.__version__, **run_trl(args, device, records, processor, tmp)}
-                for key in ("bench", "bench_no_reference_cache"):
+                for key in ("bench", "bench_no_reference_cache", "bench_share_prefix"):
                     if out[key]["pairs_per_s"] and out["trl"]["pairs_per_s"]:
                         out[f"speedup_{key}_vs_trl"] = round(out[key]["pairs_per_s"] / out["trl"]["pairs_per_s"], 3)
-    for side in ("bench", "bench_no_reference_cache", "trl"):
+    for side in ("bench", "bench_no_reference_cache", "bench_share_prefix", "trl"):
         if side in out and isinstance(out[side].get("pairs_per_s"), float):
             out[side]["pairs_per_s"] = round(out[side]["pairs_per_s"], 4)
     return out

@@ -40,9 +40,13 @@ def test_perf_train_reports_the_loop_and_trl_on_the_same_data(tmp_path):
     assert main(["perf", "train", "--trl", "--shape", "tiny", "--pairs", "2", "--steps", "1", "--warmup", "1",
                  "--response-words", "8", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    for side in ("bench", "bench_no_reference_cache", "trl"):
+    for side in ("bench", "bench_no_reference_cache", "bench_share_prefix", "trl"):
         assert res[side]["pairs_per_s"] > 0 and res[side]["steps_timed"] == 1, side
         assert res[side]["peak_mem_gib"] is None  # CPU: no allocator peak
+    # share_prefix holds each pair's prompt once: fewer real tokens per pair than two padded sequences
+    assert res["bench_share_prefix"]["tokens_per_pair"] < res["bench"]["tokens_per_pair"]
+    assert res["speedup_share_prefix"] == pytest.approx(
+        res["bench_share_prefix"]["pairs_per_s"] / res["bench"]["pairs_per_s"], rel=1e-2)
     # the same data on both sides: token counts per sequence within a few tokens (TRL adds no BOS)
     assert abs(res["bench"]["tokens_per_sequence"] - res["trl"]["tokens_per_sequence"]) <= 3
     assert res["speedup_bench_vs_trl"] == pytest.approx(res["bench"]["pairs_per_s"] / res["trl"]["pairs_per_s"],

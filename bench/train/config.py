@@ -47,6 +47,12 @@ class TrainConfig:
     cache_reference: compute reference log-probs once per (sample, sequence) and store them.
     gradient_checkpointing: recompute activations in backward (transformers' non-reentrant checkpointing of
         every decoder / encoder layer); same loss and gradients, less activation memory, ~30% more compute.
+    share_prefix: run the sequences of a record that use the same image and prompt (DPO's chosen and rejected)
+        as one packed row — prompt + image prefix computed once, each response attending to it and to itself
+        (block-causal 4-D mask, positions restarting after the prefix; :mod:`bench.train.shared_prefix`). The same
+        log-probs and gradients to float rounding, fewer tokens per pair. Off by default (float rounding would
+        change trained adapters); falls back to padded rows where the family or attention kernel cannot (Qwen2-VL,
+        InstructBLIP, flash-attention). Recorded in identities and fingerprints when on.
     log_with: experiment trackers, ``"tensorboard"``, ``"wandb"`` or both comma-separated (their package
         must be installed); not part of the stage fingerprint (it does not change the run).
     """
@@ -75,6 +81,7 @@ class TrainConfig:
     cache_reference: bool = True
     bf16: bool = True
     gradient_checkpointing: bool = False
+    share_prefix: bool = False
     save_every: int = 0
     log_every: int = 1
     log_with: str | None = None

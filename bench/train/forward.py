@@ -6,6 +6,9 @@ Speed levers (issue 4):
 * ``lm_head`` is applied only at supervised positions, so the full-vocabulary logits of the
   prompt and the 576 image positions are never materialised; log-softmax runs in float32 on
   chunks of at most ``chunk_tokens`` positions.
+* (``TrainConfig.share_prefix``, off by default) the sequences of a pair that share image and prompt run as one
+  packed row, the prefix computed once: :mod:`bench.train.shared_prefix` builds the rows and calls
+  :func:`hidden_states` with its block mask and positions, then :func:`head_logps` at the supervised positions.
 
 Guards: a sequence whose image-token count differs from the features supplied raises, instead of
 the silent prompt/feature mismatch users hit in TRL.
@@ -58,8 +61,12 @@ def image_features(llava: torch.nn.Module, pixel_values: torch.Tensor,
 
 
 def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tensor | list[torch.Tensor],
-                  extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Last hidden states [N, L, D] of the language model with image features scattered in."""
+                  extra: dict[str, torch.Tensor] | None = None, *, block_mask: torch.Tensor | None = None,
+                  position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Last hidden states [N, L, D] of the language model with image features scattered in.
+
+    ``block_mask`` (a 4-D mask in the attention implementation's form) and ``position_ids`` [N, L] replace the
+    right-padded batch's 2-D mask and the family's positions (packed rows, :mod:`bench.train.shared_prefix`)."""
     family = family_of(llava)
     image_token_id = llava.config.image_token_id
     ids = batch.input_ids
@@ -82,6 +89,9 @@ def hidden_states(llava: torch.nn.Module, batch: EncodedBatch, feats: torch.Tens
     else:
         scattered = torch.cat([feats[int(j)] for j in batch.image_index]).to(embeds.dtype)
     embeds = embeds.masked_scatter(is_image.unsqueeze(-1), scattered)
+    if block_mask is not None:
+        out = family.language_model(llava)(inputs_embeds=embeds, attention_mask=block_mask, position_ids=position_ids)
+        return out.last_hidden_state
     more = family.language_model_inputs(llava, ids, batch.attention_mask, extra or {}, batch.image_index)
     out = family.language_model(llava)(inputs_embeds=embeds, attention_mask=batch.attention_mask, **more)
     return out.last_hidden_state
@@ -101,6 +111,15 @@ def supervised_logps(
     mask = targets != IGNORE_INDEX
     h = hidden[:, :-1][mask]  # [M, D]
     tgt = targets[mask] if alt_targets is None else torch.cat(alt_targets).to(targets.device)
+    flat, flat_arg = head_logps(llava, h, tgt, chunk_tokens)
+    counts = mask.sum(1).tolist()
+    return list(flat.split(counts)), list(tgt.split(counts)), list(flat_arg.split(counts))
+
+
+def head_logps(llava: torch.nn.Module, h: torch.Tensor, tgt: torch.Tensor,
+               chunk_tokens: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """``lm_head`` on the hidden states ``h`` [M, D] only: float32 log-probs of the targets ``tgt`` [M] and the
+    arg-max ids, in chunks of at most ``chunk_tokens`` positions (full-vocabulary logits of one chunk at a time)."""
     logps, argmax = [], []
     lm_head = family_of(llava).lm_head(llava)
     for start in range(0, h.shape[0], chunk_tokens):
@@ -108,10 +127,9 @@ def supervised_logps(
         lp = F.log_softmax(logits, dim=-1)
         logps.append(lp.gather(-1, tgt[start : start + chunk_tokens, None]).squeeze(-1))
         argmax.append(logits.argmax(-1))
-    flat = torch.cat(logps) if logps else hidden.new_zeros(0)
+    flat = torch.cat(logps) if logps else h.new_zeros(0)
     flat_arg = torch.cat(argmax) if argmax else tgt.new_zeros(0)
-    counts = mask.sum(1).tolist()
-    return list(flat.split(counts)), list(tgt.split(counts)), list(flat_arg.split(counts))
+    return flat, flat_arg
 
 
 def sequence_logps(

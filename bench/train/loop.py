@@ -54,6 +54,7 @@ from bench.train import distributed as dist
 from bench.train.config import CLIP_LINEARS, PROJECTOR_LINEARS, TrainConfig
 from bench.train.forward import EncodedBatch, llava_of, pad_batch, sequence_logps, supervised_logps
 from bench.train.method import ForwardContext, LogProbs, Method, Sequence, Stage, StepContext, StepInputs
+from bench.train.shared_prefix import PackedRows, packed_sequence_logps, plan_for
 from bench.train.trackers import check_trackers, parse_log_with
 
 
@@ -273,7 +274,8 @@ def _gather(enc: Encoded, lp: list[torch.Tensor], tg: list[torch.Tensor], names:
 class RawForward:
     """One forward of :func:`run_sequences`, per encoded row (``enc.keys`` order): supervised log-probs,
     their target ids and the arg-max ids at those positions; ``hidden`` keeps the last hidden states
-    (with their graph when the forward had one) so that :meth:`rescore` can score other tokens."""
+    (with their graph when the forward had one) so that :meth:`rescore` can score other tokens. ``packed``: the
+    packed rows when the forward shared prompt prefixes (``hidden``/``batch`` are then the packed rows')."""
 
     logps: list[torch.Tensor]
     targets: list[torch.Tensor]
@@ -283,6 +285,7 @@ class RawForward:
     hidden: torch.Tensor
     llava: Any
     n_records: int
+    packed: PackedRows | None = None
 
     def rows(self, name: str) -> list[int]:
         return [r for r, (_, s) in enumerate(self.enc.keys) if s == name]
@@ -295,9 +298,12 @@ class RawForward:
         """Log-probs of ``targets`` (one id per supervised position of sequence ``name``, per record)
         under this forward's context, i.e. lm_head on the kept hidden states (no new forward)."""
         rows = self.rows(name)
-        idx = torch.tensor(rows, device=self.hidden.device)
-        lp, tg, _ = supervised_logps(self.llava, self.hidden[idx], self.batch.labels[idx],
-                                     alt_targets=[t.to(self.hidden.device) for t in targets])
+        alt = [t.to(self.hidden.device) for t in targets]
+        if self.packed is not None:
+            lp, tg, _ = self.packed.logps(self.llava, self.hidden, rows, alt_targets=alt)
+        else:
+            idx = torch.tensor(rows, device=self.hidden.device)
+            lp, tg, _ = supervised_logps(self.llava, self.hidden[idx], self.batch.labels[idx], alt_targets=alt)
         sub = Encoded([], [], self.enc.pixels, [self.enc.keys[r] for r in rows], self.enc.image_extra)
         return _gather(sub, lp, tg, [name], self.n_records, self.hidden.device)[name]
 
@@ -307,19 +313,28 @@ def run_sequences(model: torch.nn.Module, records: list[PreferenceRecord], seque
                   ) -> tuple[dict[str, LogProbs], Encoded, RawForward]:
     """Per-token log-probs of ``sequences`` for ``records`` (one forward, run as ``forward`` says: preprocessor,
     stage config, seed and epoch of the image variants, device, pad id); ``alt_targets`` as in forward.py.
+    With ``cfg.share_prefix`` a record's sequences on the same image and prompt share one packed row
+    (:mod:`bench.train.shared_prefix`; the padded rows otherwise).
 
     Returns ({name: LogProbs}, Encoded, RawForward)."""
     enc = encode(forward.pre, records, sequences, forward.cfg, forward.seed, forward.epoch)
-    batch = pad_batch(enc.seqs, forward.pad_id, enc.image_index)
     device = forward.device
-    batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
     extra = {k: v.to(device) for k, v in enc.image_extra.items()}
-    lp, tg, am, hidden = sequence_logps(model, batch, enc.pixels.to(device), alt_targets=alt_targets,
-                                        return_hidden=True, image_extra=extra)
+    packed = plan_for(model, enc.seqs, enc.image_index, forward.pad_id) if forward.cfg.share_prefix else None
+    if packed is not None:
+        packed = packed.to(device)
+        batch = packed.batch
+        lp, tg, am, hidden = packed_sequence_logps(model, packed, enc.pixels.to(device), alt_targets, extra)
+    else:
+        batch = pad_batch(enc.seqs, forward.pad_id, enc.image_index)
+        batch = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device)
+                                              for f in dataclasses.fields(batch)})
+        lp, tg, am, hidden = sequence_logps(model, batch, enc.pixels.to(device), alt_targets=alt_targets,
+                                            return_hidden=True, image_extra=extra)
     if alt_targets is not None:
         tg = list(alt_targets)
     names = [s.name for s in sequences]
-    raw = RawForward(lp, tg, am, enc, batch, hidden, llava_of(model), len(records))
+    raw = RawForward(lp, tg, am, enc, batch, hidden, llava_of(model), len(records), packed)
     return _gather(enc, lp, tg, names, len(records), device), enc, raw
 
 
@@ -473,9 +488,18 @@ def stage_fingerprint(records: list[PreferenceRecord], mcfg: Any, stage: Stage, 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# Settings added after checkpoints existed, left out of identities and fingerprints at their default value so
+# that the checkpoints and reference caches of runs without them stay valid (set, they are recorded).
+_OMITTED_AT_DEFAULT = {"share_prefix": False}
+
+
 def _without_tracking(value: Any) -> Any:
-    """A TrainConfig dict without the settings that only observe the run (trackers)."""
-    return {k: v for k, v in value.items() if k != "log_with"} if isinstance(value, dict) else value
+    """A TrainConfig dict without the settings that only observe the run (trackers), and without the settings of
+    ``_OMITTED_AT_DEFAULT`` when they hold their default."""
+    if not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items()
+            if k != "log_with" and not (k in _OMITTED_AT_DEFAULT and v == _OMITTED_AT_DEFAULT[k])}
 
 
 def make_accelerator(cfg: TrainConfig, device: str, stage_dir: Path):
