@@ -69,6 +69,27 @@ def test_growing_cache_writes_in_place_and_drops_rows():
     assert cache.get_seq_length() == 4 and cache.layers[0].keys.shape[2] == 4
 
 
+def test_row_views_write_into_the_allocated_cache_after_a_copied_prefix():
+    cache = GrowingCache(num_layers=2, capacity=6)
+    cache.allocate(rows=3, heads=1, head_dim=2, dtype=torch.float32, device="cpu")
+    prefix = GrowingCache(num_layers=2, capacity=2)
+    p = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    prefix.update(p, -p, 0)
+    prefix.update(p, -p, 1)
+    cache.fill_prefix(prefix)
+    buf = cache.layers[0]._k
+    for a, b in ((0, 2), (2, 3)):
+        rest = torch.full((b - a, 1, 3, 2), float(a + 10))
+        view = cache.row_view(a, b)
+        keys, _ = view.update(rest, rest, 0)
+        assert keys.shape == (b - a, 1, 5, 2) and torch.equal(keys[:, :, :2], p.expand(b - a, -1, -1, -1))
+    cache.set_length(5)
+    assert cache.layers[0]._k is buf and cache.get_seq_length() == 5  # written in place, nothing copied
+    assert torch.equal(cache.layers[0].keys[:, :, :2], p.expand(3, -1, -1, -1))
+    assert torch.equal(cache.layers[1].values[:, :, :2], -p.expand(3, -1, -1, -1))
+    assert cache.layers[0].keys[:2, :, 2:].eq(10).all() and cache.layers[0].keys[2, :, 2:].eq(12).all()
+
+
 def test_batched_captions_equal_batch1_generate_with_prompts_of_different_lengths(tiny):
     model, pre, images = tiny
     items = _captions(images)
@@ -78,7 +99,7 @@ def test_batched_captions_equal_batch1_generate_with_prompts_of_different_length
     assert _batched(model, pre, items, gen, max_rows=2) == ref  # several buckets
 
 
-def test_prefill_in_chunks_then_one_decode_cache_gives_the_same_outputs(tiny, monkeypatch):
+def test_prefill_chunks_write_into_one_cache_and_give_the_same_outputs(tiny, monkeypatch):
     import bench.eval.batched as batched
 
     model, pre, images = tiny
@@ -139,19 +160,19 @@ def test_system_prompt_runs_once_per_bucket_and_outputs_still_equal_batch1_gener
     items = _captions(images)  # three prompts of different lengths: padding sits between prefix and the rest
     gen = GenerationSettings(max_new_tokens=10)
     shared = []
-    real = GrowingCache.repeat_rows.__func__
+    real = GrowingCache.fill_prefix
 
-    def spy(cls, prefix, rows, capacity):
-        shared.append((prefix.get_seq_length(), rows))
-        return real(cls, prefix, rows, capacity)
+    def spy(self, prefix):
+        shared.append((prefix.get_seq_length(), self.layers[0]._k.shape[0]))
+        return real(self, prefix)
 
-    monkeypatch.setattr(GrowingCache, "repeat_rows", classmethod(spy))
+    monkeypatch.setattr(GrowingCache, "fill_prefix", spy)
     monkeypatch.setitem(batched.PREFILL_TOKENS, "cpu", 120)  # several prefill chunks, each from the prefix
     ref = _bs1(model, pre, items, gen)
     assert _batched(model, pre, items, gen) == ref
     system_len = len(pre.prompt_ids("x")) - len(pre.prompt_ids("x")[pre.prompt_ids("x").index(
         model.config.image_token_id):])
-    assert shared and all(length == system_len for length, _ in shared)
+    assert shared and all(length == system_len for length, _ in shared)  # once per bucket, into all its rows
     assert sum(rows for _, rows in shared) == len(items)
     monkeypatch.setattr(batched, "MIN_SHARED_PREFIX", 10**6)  # and without sharing: the same outputs
     assert _batched(model, pre, items, gen) == ref

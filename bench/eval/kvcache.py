@@ -71,6 +71,11 @@ class GrowingLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
+    def set_length(self, length: int) -> None:
+        """Declare the first ``length`` slots filled (they were written through a view of the buffers)."""
+        self.length = length
+        self.keys, self.values = self._k[:, :, :length], self._v[:, :, :length]
+
     def keep_rows(self, rows: torch.Tensor) -> None:
         if self._k is not None:
             self._k, self._v = self._k[rows], self._v[rows]
@@ -102,29 +107,36 @@ class GrowingCache(Cache):
         for layer in self.layers:
             layer.keep_rows(rows)
 
-    @classmethod
-    def repeat_rows(cls, prefix: "GrowingCache", rows: int, capacity: int) -> "GrowingCache":
-        """A cache of ``rows`` rows, each starting with the one row of ``prefix`` (copied, not recomputed), with
-        room for ``capacity`` tokens per row."""
-        out = cls(len(prefix.layers), capacity)
-        for layer, src in zip(out.layers, prefix.layers):
-            k, v = src.keys.expand(rows, -1, -1, -1), src.values.expand(rows, -1, -1, -1)
-            layer.lazy_initialization(k, v)
-            layer.update(k, v)
-        return out
+    def allocate(self, rows: int, heads: int, head_dim: int, dtype: torch.dtype, device: Any) -> None:
+        """Allocate every layer's buffers now (``rows`` × ``heads`` × capacity × ``head_dim``), empty, so that
+        :meth:`row_view` can hand out parts of them."""
+        for layer in self.layers:
+            shape = (rows, heads, layer.capacity_hint, head_dim)
+            layer._k = torch.empty(shape, dtype=dtype, device=device)
+            layer._v = torch.empty(shape, dtype=dtype, device=device)
+            layer.lazy_initialization(layer._k, layer._v)
+            layer.set_length(0)
 
-    @classmethod
-    def stack(cls, parts: list["GrowingCache"], capacity: int) -> "GrowingCache":
-        """One cache holding the rows of ``parts`` in order (all of the same length; prefilled in chunks), with
-        room for ``capacity`` tokens per row. Copies each part's filled keys/values once."""
-        out = cls(len(parts[0].layers), capacity)
-        for i, layer in enumerate(out.layers):
-            done = [p.layers[i] for p in parts]
-            k = torch.cat([d.keys for d in done])
-            v = torch.cat([d.values for d in done])
-            layer.lazy_initialization(k, v)
-            layer.update(k, v)
-        return out
+    def fill_prefix(self, prefix: "GrowingCache") -> None:
+        """Copy the one row of ``prefix`` into the start of every row (an allocated, empty cache)."""
+        for layer, src in zip(self.layers, prefix.layers):
+            layer._k[:, :, : src.length] = src.keys
+            layer._v[:, :, : src.length] = src.values
+            layer.set_length(src.length)
+
+    def row_view(self, start: int, stop: int) -> "GrowingCache":
+        """A cache of rows ``start:stop`` that writes into this one's buffers (a prefill chunk's cache: nothing is
+        copied afterwards; call :meth:`set_length` here once every chunk has run)."""
+        view = GrowingCache(len(self.layers), 0)
+        for layer, src in zip(view.layers, self.layers):
+            layer._k, layer._v = src._k[start:stop], src._v[start:stop]
+            layer.lazy_initialization(layer._k, layer._v)
+            layer.set_length(src.length)
+        return view
+
+    def set_length(self, length: int) -> None:
+        for layer in self.layers:
+            layer.set_length(length)
 
 
 def num_layers(lm: torch.nn.Module) -> int:
@@ -151,8 +163,20 @@ class LanguageModel:
         self.attn = getattr(self.lm.config, "_attn_implementation", None) or "eager"
         self.dtype = self.embed.weight.dtype
 
-    def new_cache(self, capacity: int) -> GrowingCache:
-        return GrowingCache(num_layers(self.lm), capacity)
+    def new_cache(self, capacity: int, rows: int | None = None) -> GrowingCache:
+        """An empty cache of ``capacity`` tokens per row; with ``rows``, its buffers allocated now."""
+        cache = GrowingCache(num_layers(self.lm), capacity)
+        if rows is not None:
+            heads, head_dim = self.kv_heads_and_dim()
+            cache.allocate(rows, heads, head_dim, self.dtype, self.embed.weight.device)
+        return cache
+
+    def kv_heads_and_dim(self) -> tuple[int, int]:
+        """Key/value heads and head size of the language model's attention (from its config)."""
+        cfg = self.lm.config
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return int(heads), int(head_dim)
 
     def supports_block_masks(self) -> bool:
         """Whether a custom 4-D mask reaches the attention as given (sdpa / eager; not flash-attention)."""
