@@ -91,9 +91,10 @@ class GrowingLayer(DynamicLayer):
         """Drop the last ``-tokens_to_remove`` tokens (transformers' convention: a negative count)."""
         if tokens_to_remove > 0:
             raise ValueError(f"crop takes a negative number of tokens to remove, got {tokens_to_remove}")
-        self.length = max(0, self.length + tokens_to_remove)
-        if self._k is not None:
-            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+        if self._k is None:
+            self.length = max(0, self.length + tokens_to_remove)
+        else:
+            self.set_length(max(0, self.length + tokens_to_remove))
 
 
 class GrowingCache(Cache):
