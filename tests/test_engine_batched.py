@@ -228,3 +228,43 @@ def test_vision_tower_runs_only_the_layers_llava_reads_and_gives_bit_identical_f
     assert torch.equal(torch.stack(list(again)), fast)
     for layer in encoder_layers:
         layer._forward_hooks.clear()
+
+
+def test_prefill_runs_the_last_decoder_layer_at_the_last_position_only_and_keeps_cache_and_answer(tiny):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.eval.kvcache import LanguageModel, last_layer_at_last_position
+
+    model, _, _ = tiny
+    lm = LanguageModel(model, family_of(model))
+    cfg = model.config.text_config
+    d, m = cfg.hidden_size, cfg.intermediate_size
+    rows, length = 3, 11
+    embeds = torch.randn(rows, length, d)
+    pos = torch.arange(length).expand(rows, -1)
+
+    def run(cache, **kw):
+        with FlopCounterMode(display=False) as flops:
+            hidden = lm.forward(embeds, None, pos, cache, **kw)
+        return hidden, flops.get_total_flops()
+
+    with torch.no_grad():
+        full_cache, fast_cache = lm.new_cache(length + 2, rows=rows), lm.new_cache(length + 2, rows=rows)
+        full, full_flops = run(full_cache)
+        fast, fast_flops = run(fast_cache, last_only=True)
+        # the last layer's query and output projections (d×d each) and MLP (3 d×m) skip all but one position
+        assert full_flops - fast_flops == 2 * rows * (length - 1) * (2 * d * d + 3 * d * m)
+        assert torch.allclose(fast[:, -1], full[:, -1], atol=1e-5)
+        for a, b in zip(full_cache.layers, fast_cache.layers):  # every layer's keys/values are complete
+            assert torch.allclose(a.keys, b.keys, atol=1e-6) and torch.allclose(a.values, b.values, atol=1e-6)
+        step = torch.randn(rows, 1, d)  # a decode step (one position) runs as without the guard
+        with last_layer_at_last_position(lm.lm):
+            got = lm.forward(step, None, pos[:, -1:] + 1, fast_cache)
+        assert torch.allclose(got, lm.forward(step, None, pos[:, -1:] + 1, full_cache), atol=1e-5)
+        with pytest.raises(RuntimeError):
+            with last_layer_at_last_position(lm.lm):
+                raise RuntimeError("boom")
+        again, again_flops = run(lm.new_cache(length, rows=rows))
+    assert again_flops == full_flops and torch.equal(again, full)  # restored, also after an error
+    with last_layer_at_last_position(torch.nn.Linear(2, 2)):  # no decoder-layer list: runs whole, no error
+        pass

@@ -11,6 +11,9 @@
   (vicuna_v1's system sentence: 27 of 289 prompt tokens at the ``mid`` perf shape, ~35 of ~620 for LLaVA-1.5),
   is prefilled once at batch 1 and its keys/values copied into every row; each row's own tokens follow, its
   padding sits between the two (masked; positions from the mask).
+* **The last decoder layer at the last prompt position only** during the prefill
+  (:func:`bench.eval.kvcache.last_layer_at_last_position`): the other positions need only that layer's keys and
+  values (1/L of the prefill's projection and MLP work saved: 10 % at ``mid``, 2.6 % at 7B).
 * **One preallocated KV cache per bucket** (:class:`bench.eval.kvcache.GrowingCache`: rows × (prompt +
   ``max_new_tokens``), allocated before the prefill): the prefill chunks write into views of its rows and every
   decode step writes in place, so no token copies the cache and the cache is never held twice; attention reads
@@ -174,7 +177,8 @@ def _run_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[lis
     for a in range(0, n, step):
         b = min(n, a + step)
         embeds = lm.embed_ids(ids[a:b, shared:], [feats[slot[items[i].image]] for i in keep[a:b]])
-        hidden = lm.forward(embeds, att[a:b, :width] if padded else None, pos[a:b, shared:], cache.row_view(a, b))
+        hidden = lm.forward(embeds, att[a:b, :width] if padded else None, pos[a:b, shared:], cache.row_view(a, b),
+                            last_only=True)
         firsts.append(lm.next_tokens(hidden[:, -1]))
     cache.set_length(width)
     nxt = torch.cat(firsts)
