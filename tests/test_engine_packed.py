@@ -9,7 +9,8 @@ import torch
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.eval.engine import generate_batch
 from bench.eval.fastpath import choose_path, stream
-from bench.eval.packed import Row, common_prefix, forward_batches, plan_rows, prefill_allowed
+from bench.eval.packed import Row, common_prefix, forward_batches, plan_rows
+from bench.models.block_mask import segments_allowed
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_forward_batches_keep_rows_in_order_within_the_token_budget():
 
 def test_prefill_mask_is_causal_and_blocks_other_questions():
     seg = torch.tensor([[0, 0, 1, 1, 2, 2, -1]])
-    allowed = prefill_allowed(seg)[0]
+    allowed = segments_allowed(seg)[0]
     assert allowed[3].tolist() == [True, True, True, True, False, False, False]  # tail 1: prefix + itself
     assert allowed[5].tolist() == [True, True, False, False, True, True, False]  # tail 2 skips tail 1
     assert allowed[1].tolist() == [True, True, False, False, False, False, False]  # prefix: causal

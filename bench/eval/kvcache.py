@@ -27,6 +27,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from bench.errors import BenchError
+from bench.models.block_mask import BLOCK_MASK_ATTENTION, attention_implementation, attention_mask
 from bench.models.family import ModelFamily, unwrap
 
 
@@ -214,7 +215,7 @@ class LanguageModel:
         self.head = family.lm_head(model)
         self.image_token_id = int(unwrap(model).config.image_token_id)
         self.cache_kw = cache_kwarg(self.lm)
-        self.attn = getattr(self.lm.config, "_attn_implementation", None) or "eager"
+        self.attn = attention_implementation(self.lm)
         self.dtype = self.embed.weight.dtype
 
     def new_cache(self, capacity: int, rows: int | None = None) -> GrowingCache:
@@ -234,16 +235,12 @@ class LanguageModel:
 
     def supports_block_masks(self) -> bool:
         """Whether a custom 4-D mask reaches the attention as given (sdpa / eager; not flash-attention)."""
-        return self.attn in ("sdpa", "eager")
+        return self.attn in BLOCK_MASK_ATTENTION
 
     def block_mask(self, allowed: torch.Tensor) -> torch.Tensor:
         """``allowed`` [rows, q, k] (True = may attend) as the 4-D mask of this attention implementation:
         boolean for sdpa, additive (0 / dtype min) for eager."""
-        mask = allowed[:, None]
-        if self.attn == "sdpa":
-            return mask
-        return torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill_(
-            ~mask, torch.finfo(self.dtype).min)
+        return attention_mask(allowed, self.attn, self.dtype)
 
     def image_features(self, pixels: torch.Tensor, extra: dict) -> list[torch.Tensor]:
         """Vision tower + projector on N distinct images: one [tokens, hidden] tensor per image."""

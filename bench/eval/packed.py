@@ -45,6 +45,7 @@ import torch
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.errors import DataError
 from bench.eval.kvcache import LanguageModel
+from bench.models.block_mask import segments_allowed
 from bench.models.llava import load_image
 
 DEFAULT_TOKEN_BUDGET = {"cpu": 2560, "cuda": 65536}  # prefill tokens per forward (rows × padded length)
@@ -129,14 +130,6 @@ def _layout(rows: list[Row], pad: int) -> tuple[torch.Tensor, torch.Tensor, torc
     return ids, pos, seg, questions
 
 
-def prefill_allowed(seg: torch.Tensor) -> torch.Tensor:
-    """[R, L, L] True where query t may attend key u: u ≤ t and (u in the prefix or in t's own segment)."""
-    length = seg.shape[1]
-    causal = torch.ones((length, length), dtype=torch.bool, device=seg.device).tril_()
-    same = (seg[:, None, :] == seg[:, :, None]) | (seg[:, None, :] == 0)
-    return same & causal
-
-
 def image_size(path: str) -> tuple[int, int] | str:
     """(width, height) from the image header, or the reason the item is skipped."""
     from pathlib import Path
@@ -213,7 +206,7 @@ def _run_batch(lm: LanguageModel, pre, items: list[EvalItem], rows: list[Row], g
     capacity = ids.shape[1] + 4 * max(len(r.tails) for r in rows)
     cache = lm.new_cache(capacity)
     embeds = lm.embed_ids(ids, [feats[images[row.image]] for row in rows])
-    hidden = lm.forward(embeds, lm.block_mask(prefill_allowed(seg)), pos, cache)
+    hidden = lm.forward(embeds, lm.block_mask(segments_allowed(seg)), pos, cache)
     last = torch.tensor([q[3] for q in questions], device=device)
     q_rows = torch.tensor([q[1] for q in questions], device=device)
     first = lm.next_tokens(hidden[q_rows, last])

@@ -51,18 +51,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from bench.models.block_mask import BLOCK_MASK_ATTENTION, attention_implementation, attention_mask, segments_allowed
 from bench.models.family import family_of
 from bench.models.llava import IGNORE_INDEX
 from bench.train.forward import EncodedBatch, head_logps, hidden_states, image_features, llava_of
 
-BLOCK_MASK_ATTENTION = ("sdpa", "eager")  # implementations that apply a custom 4-D mask as given
 _warned: set[str] = set()
-
-
-def attention_implementation(llava: torch.nn.Module) -> str:
-    """The language model's attention implementation (``config._attn_implementation``; ``eager`` when unset)."""
-    lm = family_of(llava).language_model(llava)
-    return getattr(lm.config, "_attn_implementation", None) or "eager"
 
 
 def unsupported_reason(llava: torch.nn.Module) -> str | None:
@@ -72,7 +66,7 @@ def unsupported_reason(llava: torch.nn.Module) -> str | None:
         return f"the {family.name} family's image features depend on the question (fast_paths = False)"
     if not family.prefix_sharing():
         return f"the {family.name} family's positions are not plain offsets after the prefix"
-    attn = attention_implementation(llava)
+    attn = attention_implementation(family.language_model(llava))
     if attn not in BLOCK_MASK_ATTENTION:
         return f"attention implementation {attn!r} does not take a custom 4-D mask (sdpa or eager do)"
     return None
@@ -122,18 +116,7 @@ class PackedRows:
 
     def allowed(self) -> torch.Tensor:
         """[P, W, W] True where query t may attend key u: u ≤ t and (u in the prefix or in t's own segment)."""
-        seg = self.segments
-        width = seg.shape[1]
-        causal = torch.ones((width, width), dtype=torch.bool, device=seg.device).tril_()
-        same = (seg[:, None, :] == seg[:, :, None]) | (seg[:, None, :] == 0)
-        return same & causal
-
-    def attention_mask(self, attn: str, dtype: torch.dtype) -> torch.Tensor:
-        """The 4-D mask [P, 1, W, W] of ``attn``: boolean for sdpa, additive (0 / dtype min) for eager."""
-        mask = self.allowed()[:, None]
-        if attn == "sdpa":
-            return mask
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+        return segments_allowed(self.segments)
 
     def logps(self, llava: torch.nn.Module, hidden: torch.Tensor, seqs: list[int] | None = None,
               alt_targets: list[torch.Tensor] | None = None
@@ -227,7 +210,8 @@ def packed_sequence_logps(model: torch.nn.Module, packed: PackedRows, pixel_valu
     family = family_of(llava)
     dtype = next(family.vision_tower(llava).parameters()).dtype
     feats = image_features(llava, pixel_values.to(dtype), image_extra)
-    mask = packed.attention_mask(attention_implementation(llava), family.input_embeddings(llava).weight.dtype)
+    mask = attention_mask(packed.allowed(), attention_implementation(family.language_model(llava)),
+                          family.input_embeddings(llava).weight.dtype)
     hidden = hidden_states(llava, packed.batch, feats, image_extra, block_mask=mask, position_ids=packed.positions)
     lp, tg, am = packed.logps(llava, hidden, alt_targets=alt_targets)
     return lp, tg, am, hidden
