@@ -144,7 +144,8 @@ def test_engine_chooses_packed_for_several_questions_per_image_and_the_reference
     greedy = GenerationSettings(max_new_tokens=3)
     assert choose_path(model, _questions(images, 3), greedy, 8) == "packed"
     assert choose_path(model, _questions(images, 1), greedy, 8) == "batched"
-    assert choose_path(model, _questions(images, 3), GenerationSettings(num_beams=3), 8) == "generate"
+    assert choose_path(model, _questions(images, 3), GenerationSettings(num_beams=3), 8) == "beams"
+    assert choose_path(model, _questions(images, 3), GenerationSettings(num_beams=3, do_sample=True), 8) == "generate"
     assert choose_path(model, _questions(images, 3), greedy, 1) == "reference"
     texts = {it.id: t for chunk, out, _ in stream(model, pre, _questions(images[:1], 2), greedy, "cpu", 1)
              for it, t in zip(chunk, out)}

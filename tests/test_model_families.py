@@ -2,7 +2,8 @@
 ``bench models make-tiny``: the eval engine equals transformers' ``generate`` at batch 1 (batched path and, for
 LLaVA-NeXT, prefix sharing; images of different sizes and therefore different image-token counts), LLaVA-NeXT's
 chat-template prompt equals the llava-hf processor's ids, the loop's batched forward equals the model's own
-forward per sequence (Qwen2-VL: 3-D rotary positions on a right-padded batch), one DPO step through the shared
+forward per sequence (Qwen2-VL: 3-D rotary positions on a right-padded batch), beam search equals batch-1
+``generate`` (LLaVA-NeXT through the engine's ``beams`` path), one DPO step through the shared
 loop changes every trainable tensor and no frozen one, our ``dpo`` loss equals TRL's ``DPOTrainer`` on the same
 batch, and the reference cache and resume work."""
 
@@ -128,6 +129,22 @@ def test_engine_outputs_equal_hf_generate_at_batch_1(family, next_loader, record
     if family == "llava-next":  # Qwen2-VL's 3-D positions do not allow prefix sharing (the family says so)
         shared = [t for k in range(0, len(items), 2) for t in generate_with_prefix(model, pre, items[k:k + 2], gen, "cpu")]
         assert shared == reference
+
+
+def test_beam_search_path_equals_hf_generate_at_batch_1(family, next_loader, records):
+    from bench.benchmark import EvalItem, GenerationSettings
+    from bench.eval.engine import generate_batch
+    from bench.eval.fastpath import choose_path, stream
+
+    model, pre = next_loader()
+    gen = GenerationSettings(max_new_tokens=6, num_beams=3)
+    items = [EvalItem(r.id, r.image, q) for r in records for q in ("Describe.", "What is in the image, in detail?")]
+    reference = {it.id: generate_batch(model, pre, [it], gen, "cpu", use_hf_generate=True)[0] for it in items}
+    path = choose_path(model, items, gen, 8)
+    # Qwen2-VL's 3-D positions keep it on generate; LLaVA-NeXT's any-res images give prompts of different lengths
+    assert path == ("beams" if family == "llava-next" else "generate")
+    texts = {it.id: t for chunk, out, _ in stream(model, pre, items, gen, "cpu", 8) for it, t in zip(chunk, out)}
+    assert texts == reference
 
 
 def _train(loader, records, out, max_steps, method="dpo", resume=False, save_every=0):

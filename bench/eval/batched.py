@@ -26,13 +26,14 @@
 Exactness: each row's logits come from its own tokens and positions with padding masked, so on CPU in float32
 the outputs equal batch-1 ``generate`` (tested on tiny-llava CHAIR and the ``mid`` perf captions).
 
-Not here: beam search (SHR's 5 beams, ``chair-opera``) stays on transformers' ``generate``, which already
-batches the beams of a left-padded batch (``bench.eval.decode.generate_batch``); ``torch.compile`` / CUDA
-graphs are not used (untested without a GPU).
+The buckets (:func:`stream_buckets`) and the prefill (:func:`prefill_bucket`) also serve beam search
+(:mod:`bench.eval.beams`), whose decoding is transformers' own. ``torch.compile`` / CUDA graphs are not used
+(untested without a GPU; the growing cache's changing shapes would need a static-shape decode step first).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterator
 
@@ -40,7 +41,7 @@ import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.errors import DataError
-from bench.eval.kvcache import LanguageModel, num_layers
+from bench.eval.kvcache import GrowingCache, LanguageModel, num_layers
 from bench.eval.packed import common_prefix, image_size
 from bench.models.llava import load_image
 
@@ -96,10 +97,24 @@ def stream_batched(model: torch.nn.Module, family, pre, items: list[EvalItem], g
                    ) -> Iterator[tuple[list[EvalItem], list[list[int] | None], dict[str, str]]]:
     """Greedy answers of ``items``, one bucket at a time: yields (bucket items, new token ids without EOS per
     item — None for a skipped item —, skip reasons)."""
+    cuda = str(device).startswith("cuda")
+    sync_every = sync_every or (8 if cuda else 1)
+
+    def run(lm, bucket_items, prompts, timings):
+        return _greedy_bucket(lm, pre, bucket_items, prompts, gen, device, timings, sync_every)
+    yield from stream_buckets(model, family, pre, items, device, run, new_tokens=gen.max_new_tokens,
+                              rows_per_item=1, timings=timings, max_rows=max_rows)
+
+
+def stream_buckets(model: torch.nn.Module, family, pre, items: list[EvalItem], device: str, run_bucket,
+                   new_tokens: int, rows_per_item: int = 1, timings: dict | None = None, max_rows: int | None = None
+                   ) -> Iterator[tuple[list[EvalItem], list, dict[str, str]]]:
+    """Items whose image cannot be read are yielded first (skipped); the rest go, sorted by prompt length, in
+    buckets whose cache — ``rows_per_item`` rows per item (beams) × (prompt + ``new_tokens``) — fits the memory
+    budget, each through ``run_bucket(lm, items, prompts, timings) -> (outputs, skip reasons)``."""
     lm = LanguageModel(model, family)
     cuda = str(device).startswith("cuda")
     max_rows = max_rows or MAX_ROWS["cuda" if cuda else "cpu"]
-    sync_every = sync_every or (8 if cuda else 1)
     timings = timings if timings is not None else {}
     prompts: list[list[int] | None] = []
     skipped: dict[str, str] = {}
@@ -115,15 +130,36 @@ def stream_batched(model: torch.nn.Module, family, pre, items: list[EvalItem], g
         yield [it for it in items if it.id in skipped], [None] * len(skipped), dict(skipped)
     good = [i for i, p in enumerate(prompts) if p is not None]
     lengths = [len(prompts[i]) for i in good]
-    for bucket in plan_buckets(lengths, gen.max_new_tokens, kv_token_budget(lm, device), max_rows):
+    budget = max(1, kv_token_budget(lm, device) // rows_per_item)
+    for bucket in plan_buckets(lengths, new_tokens, budget, max(1, max_rows // rows_per_item)):
         idxs = [good[b] for b in bucket]
-        yield ([items[i] for i in idxs],
-               *_run_bucket(lm, pre, [items[i] for i in idxs], [prompts[i] for i in idxs], gen, device, timings,
-                            sync_every))
+        yield ([items[i] for i in idxs], *run_bucket(lm, [items[i] for i in idxs], [prompts[i] for i in idxs],
+                                                     timings))
 
 
-def _run_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[list[int]], gen: GenerationSettings,
-                device: str, timings: dict, sync_every: int) -> tuple[list[list[int] | None], dict[str, str]]:
+@dataclasses.dataclass
+class Prefill:
+    """A bucket's prompts after :func:`prefill_bucket`: ``keep`` — indices (into the bucket's items) of the rows,
+    in row order; ``ids`` [rows, width] — the prompt layout (shared prefix, padding, own tokens); ``mask``
+    [rows, width + new tokens] — 1 on real tokens and on every slot after ``width``; ``positions`` [rows, width];
+    ``cache`` — filled up to ``width``, room for the new tokens; ``next_tokens`` — greedy next token per row
+    (None unless asked); ``skip`` — reasons of the items left out."""
+    keep: list[int]
+    ids: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    cache: GrowingCache
+    width: int
+    padded: bool
+    next_tokens: torch.Tensor | None
+    skip: dict[str, str]
+
+
+def prefill_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[list[int]], device: str,
+                   new_tokens: int, timings: dict, next_tokens: bool = True) -> Prefill:
+    """Vision once per distinct image of the bucket, then the prompts' prefill into one preallocated cache of
+    ``width + new_tokens`` tokens per row (see the module docstring: shared system prompt, chunks writing into
+    row views, the last layer at the last position only). Adds ``vision_s`` and ``prefill_s`` to ``timings``."""
     t0 = time.perf_counter()
     skip: dict[str, str] = {}
     slot: dict[str, int] = {}
@@ -141,20 +177,19 @@ def _run_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[lis
     for i, it in enumerate(items):
         if slot[it.image] < 0:
             skip.setdefault(it.id, f"unreadable image {it.image}")
-    result: list[list[int] | None] = [None] * len(items)
     if not keep:
-        return result, skip
+        empty = torch.zeros((0, 0), dtype=torch.long)
+        return Prefill(keep, empty, empty, empty, lm.new_cache(0), 0, False, None, skip)
     pixels, extra = pre.collate(loaded)
     feats = lm.image_features(pixels.to(device), {k: v.to(device) for k, v in extra.items()})
     t1 = time.perf_counter()
     rows = [prompts[i] for i in keep]
-    n, width, max_new = len(rows), max(len(p) for p in rows), gen.max_new_tokens
+    n, width = len(rows), max(len(p) for p in rows)
     pad = pre.tokenizer.pad_token_id if pre.tokenizer.pad_token_id is not None else 0
-    eos = pre.tokenizer.eos_token_id
     shared = shared_text_prefix(rows, lm.image_token_id) if n >= 2 else 0
     # row r: the shared prefix, then padding, then the rest of its prompt (with no shared prefix: left padding)
     ids = torch.full((n, width), pad, dtype=torch.long)
-    att = torch.zeros((n, width + max_new), dtype=torch.long)
+    att = torch.zeros((n, width + new_tokens), dtype=torch.long)
     for r, p in enumerate(rows):
         ids[r, :shared] = torch.tensor(p[:shared])
         ids[r, width - len(p) + shared:] = torch.tensor(p[shared:])
@@ -164,7 +199,7 @@ def _run_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[lis
     ids, att = ids.to(device), att.to(device)
     pos = (att[:, :width].cumsum(-1) - 1).clamp(min=0)
     # one cache for the whole bucket, allocated once; prefill chunks write into views of its rows
-    cache = lm.new_cache(width + max_new, rows=n)
+    cache = lm.new_cache(width + new_tokens, rows=n)
     if shared:  # the text every prompt of the bucket starts with (system prompt): once, at batch 1, then copied
         prefix_cache = lm.new_cache(shared)
         lm.forward(lm.embed_ids(ids[:1, :shared]), None, pos[:1, :shared], prefix_cache)
@@ -179,13 +214,28 @@ def _run_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[lis
         embeds = lm.embed_ids(ids[a:b, shared:], [feats[slot[items[i].image]] for i in keep[a:b]])
         hidden = lm.forward(embeds, att[a:b, :width] if padded else None, pos[a:b, shared:], cache.row_view(a, b),
                             last_only=True)
-        firsts.append(lm.next_tokens(hidden[:, -1]))
+        if next_tokens:
+            firsts.append(lm.next_tokens(hidden[:, -1]))
     cache.set_length(width)
-    nxt = torch.cat(firsts)
     t2 = time.perf_counter()
+    timings["vision_s"] = timings.get("vision_s", 0.0) + (t1 - t0)
+    timings["prefill_s"] = timings.get("prefill_s", 0.0) + (t2 - t1)
+    return Prefill(keep, ids, att, pos, cache, width, padded, torch.cat(firsts) if next_tokens else None, skip)
+
+
+def _greedy_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[list[int]], gen: GenerationSettings,
+                   device: str, timings: dict, sync_every: int) -> tuple[list[list[int] | None], dict[str, str]]:
+    max_new = gen.max_new_tokens
+    pf = prefill_bucket(lm, pre, items, prompts, device, max_new, timings)
+    result: list[list[int] | None] = [None] * len(items)
+    if not pf.keep:
+        return result, pf.skip
+    t2 = time.perf_counter()
+    n, width, cache, att, padded, nxt = len(pf.keep), pf.width, pf.cache, pf.mask, pf.padded, pf.next_tokens
+    eos = pre.tokenizer.eos_token_id
     out = torch.full((n, max_new), -1, dtype=torch.long, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
-    last = pos[:, -1]
+    last = pf.positions[:, -1]
     row_of = list(range(n))  # current batch row -> index into rows
     finished: dict[int, torch.Tensor] = {}
     for t in range(max_new):
@@ -211,11 +261,8 @@ def _run_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[lis
         nxt = lm.next_tokens(hidden[:, -1])
     for r, orig in enumerate(row_of):
         finished[orig] = out[r]
-    for r, orig in enumerate(keep):
+    for r, orig in enumerate(pf.keep):
         toks = finished[r].tolist()
         result[orig] = toks[: toks.index(-1)] if -1 in toks else toks
-    t3 = time.perf_counter()
-    timings["vision_s"] = timings.get("vision_s", 0.0) + (t1 - t0)
-    timings["prefill_s"] = timings.get("prefill_s", 0.0) + (t2 - t1)
-    timings["decode_s"] = timings.get("decode_s", 0.0) + (t3 - t2)
-    return result, skip
+    timings["decode_s"] = timings.get("decode_s", 0.0) + (time.perf_counter() - t2)
+    return result, pf.skip

@@ -19,11 +19,14 @@ The path is chosen per benchmark by :mod:`bench.eval.fastpath`:
   per-question copy of the prefix's KV cache.
 * **batched** (other greedy protocols — CHAIR captions): length-sorted buckets sized by a KV-memory budget,
   a preallocated cache, EOS checked on the device, finished rows leaving (:mod:`bench.eval.batched`).
-* **generate** (beam search, sampling, families whose positions are not plain offsets): transformers'
-  ``generate`` on length-sorted, left-padded batches of ``batch_size``.
+* **beams** (beam search — SHR, ``chair-opera``): the batched path's buckets and prefill, each prompt prefilled
+  once instead of once per beam, then transformers' own beam search continues from that cache
+  (:mod:`bench.eval.beams`).
+* **generate** (sampling, families whose positions are not plain offsets or whose ``generate`` cannot continue
+  from a cache): transformers' ``generate`` on length-sorted, left-padded batches of ``batch_size``.
 * ``batch_size=1`` is the reference path: transformers' ``generate`` one item at a time.
 
-Outputs of the packed and batched paths equal batch-1 ``generate`` in float32 on CPU (tests).
+Outputs of the packed, batched and beams paths equal batch-1 ``generate`` in float32 on CPU (tests).
 :func:`bench.eval.decode.generate_batch` (the data pipelines' generator) keeps its own greedy loop with position ids from
 the mask.
 

@@ -4,9 +4,12 @@
   block-masked rows, no per-question KV copies);
 * ``batched`` — greedy, otherwise (captions: CHAIR, AMBER, …): :mod:`bench.eval.batched` (length-sorted
   buckets, preallocated cache, EOS on the device, finished rows leave);
-* ``generate`` — beam search, sampling, families whose positions are not plain offsets (Qwen2-VL's
-  3-D rotary positions: ``family.own_greedy()`` is False) and families that opt out of the fast paths
-  (:func:`supports_fast_paths`): transformers' ``generate`` on left-padded, length-sorted batches of
+* ``beams`` — beam search (SHR, ``chair-opera``): :mod:`bench.eval.beams` (each prompt prefilled once, not once
+  per beam, then transformers' own beam search continues from that cache) for families with the fast paths
+  whose ``generate`` continues from a cache (``family.generate_continues_cache``);
+* ``generate`` — sampling, beam search of the other families, families whose positions are not plain offsets
+  (Qwen2-VL's 3-D rotary positions: ``family.own_greedy()`` is False) and families that opt out of the fast
+  paths (:func:`supports_fast_paths`): transformers' ``generate`` on left-padded, length-sorted batches of
   ``batch_size`` (:func:`bench.eval.decode.generate_batch`).
 
 ``batch_size == 1`` is the reference path: transformers' ``generate`` one item at a time, no packing.
@@ -23,6 +26,7 @@ import torch
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.errors import DataError
 from bench.eval.batched import stream_batched
+from bench.eval.beams import stream_beams
 from bench.eval.decode import generate_batch, postprocess
 from bench.eval.kvcache import LanguageModel
 from bench.eval.packed import stream_packed
@@ -40,12 +44,15 @@ def supports_fast_paths(family: ModelFamily) -> bool:
 
 
 def choose_path(model: torch.nn.Module, items: list[EvalItem], gen: GenerationSettings, batch_size: int) -> str:
-    """``packed`` | ``batched`` | ``generate`` | ``reference`` for these items (see the module docstring)."""
+    """``packed`` | ``batched`` | ``beams`` | ``generate`` | ``reference`` for these items (see the module
+    docstring)."""
     if batch_size <= 1:
         return "reference"
     family = family_of(model)
-    if gen.num_beams != 1 or gen.do_sample or not family.own_greedy() or not supports_fast_paths(family):
+    if gen.do_sample or not family.own_greedy() or not supports_fast_paths(family):
         return "generate"
+    if gen.num_beams != 1:
+        return "beams" if family.generate_continues_cache else "generate"
     images = {it.image for it in items}
     if (family.prefix_sharing() and LanguageModel(model, family).supports_block_masks() and images
             and len(items) / len(images) >= PACK_MIN_QUESTIONS_PER_IMAGE):
@@ -59,8 +66,8 @@ def stream(model: torch.nn.Module, pre, items: list[EvalItem], gen: GenerationSe
     """Texts of ``items`` (post-processed as the protocol says; None for a skipped item), unit by unit."""
     path = path or choose_path(model, items, gen, batch_size)
     timings = timings if timings is not None else {}
-    if path in ("packed", "batched"):
-        run = stream_packed if path == "packed" else stream_batched
+    if path in ("packed", "batched", "beams"):
+        run = {"packed": stream_packed, "batched": stream_batched, "beams": stream_beams}[path]
         tok = pre.tokenizer
         with torch.no_grad():
             for chunk, tokens, skipped in run(model, family_of(model), pre, items, gen, device, timings=timings):

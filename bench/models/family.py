@@ -70,6 +70,10 @@ class ModelFamily(ABC):
     # whether the engine's packed / batched paths (:mod:`bench.eval.fastpath`) may build the prompt embeddings
     # from ``image_features`` (which must not depend on the question) and ``language_model``; False: ``generate``
     fast_paths: bool = True
+    # whether ``model.generate`` continues from a KV cache the engine prefilled, given the whole prompt as
+    # ``input_ids`` (it then runs only the uncached tail; no images needed): the engine's beam search
+    # (:mod:`bench.eval.beams`) prefills once per item instead of once per beam. False: ``generate`` from scratch
+    generate_continues_cache: bool = True
 
     # ---- loading
     def model_class(self) -> Any:

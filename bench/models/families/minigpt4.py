@@ -133,6 +133,7 @@ class MiniGPT4Family(QFormerFamily):
     name = "minigpt4"
     model_types = ("minigpt4",)
     hf_class = "MiniGPT4ForConditionalGeneration"
+    generate_continues_cache = False  # its generate embeds the whole prompt, images included, on every call
     description = "MiniGPT-4 (Llama-2 chat): BLIP-2 ViT-g + Q-Former (32 queries) + llama_proj, assembled"
     projector_attr = "llama_proj"
 

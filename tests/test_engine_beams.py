@@ -1,0 +1,128 @@
+"""Beam search on a prompt prefilled once per item (bench.eval.beams): texts identical to transformers' ``generate``
+at batch 1 (float32, CPU) with prompts of different lengths, several buckets, beams finishing early and a missing
+image; the language model sees each prompt once (not once per beam), and families whose ``generate`` cannot
+continue from a cache keep ``generate``."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from bench.benchmark import EvalItem, GenerationSettings
+from bench.eval.engine import generate_batch
+from bench.eval.fastpath import choose_path, stream
+from bench.models.family import family_of
+from tests.test_engine_packed import _EosTokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from bench.perf_shapes import build_model
+    from bench.perf_eval import make_images
+
+    model, pre = build_model("tiny", "cpu")
+    return model, pre, make_images(tmp_path_factory.mktemp("img"), 6)
+
+
+PROMPTS = ["Describe this image in detail.", "What is in the picture?",
+           "Please write a long and careful description of every object you can see in this image."]
+
+
+def _captions(images):
+    return [EvalItem(str(i), img, PROMPTS[i % len(PROMPTS)]) for i, img in enumerate(images)]
+
+
+def _bs1(model, pre, items, gen):
+    return {it.id: generate_batch(model, pre, [it], gen, "cpu", use_hf_generate=True)[0] for it in items}
+
+
+def _engine(model, pre, items, gen, **kw):
+    from bench.eval.beams import stream_beams
+    from bench.eval.decode import postprocess
+
+    out, skipped = {}, {}
+    with torch.no_grad():
+        for chunk, tokens, skip in stream_beams(model, family_of(model), pre, items, gen, "cpu", **kw):
+            skipped.update(skip)
+            out.update((it.id, None if t is None else postprocess(pre.tokenizer.decode(t), gen))
+                       for it, t in zip(chunk, tokens))
+    return out, skipped
+
+
+@pytest.mark.parametrize("max_rows", [None, 10, 5])  # one bucket; two items per bucket; one item per bucket
+def test_beam_search_equals_batch1_generate_with_prompts_of_different_lengths(tiny, max_rows):
+    model, pre, images = tiny
+    items = _captions(images)
+    gen = GenerationSettings(max_new_tokens=10, num_beams=3)
+    ref = _bs1(model, pre, items, gen)
+    out, skipped = _engine(model, pre, items, gen, max_rows=max_rows)
+    assert out == ref and not skipped
+    assert len(set(ref.values())) > 1
+
+
+def test_beams_finishing_at_different_steps_give_batch1_generate_texts(tiny):
+    model, pre, images = tiny
+    items = _captions(images)
+    gen = GenerationSettings(max_new_tokens=12, num_beams=4)
+    plain = _bs1(model, pre, items, gen)
+    counts: dict[str, int] = {}
+    for text in plain.values():  # a token several answers emit mid-way becomes the end of sequence
+        for tok in text.split()[2:6]:
+            counts[tok] = counts.get(tok, 0) + 1
+    eos = int(max(counts, key=counts.get))
+    eos_pre = dataclasses.replace(pre, tokenizer=_EosTokenizer(pre.tokenizer, eos))
+    ref = _bs1(model, eos_pre, items, gen)
+    assert len({len(t.split()) for t in ref.values()}) > 1  # answers really end at different steps
+    assert _engine(model, eos_pre, items, gen)[0] == ref
+
+
+def test_each_prompt_is_prefilled_once_not_once_per_beam(tiny):
+    model, pre, images = tiny
+    items = _captions(images[:4])
+    beams = 5
+    gen = GenerationSettings(max_new_tokens=4, num_beams=beams)
+    calls: list[tuple[int, int]] = []
+    lm = family_of(model).language_model(model)
+
+    def record(_module, _args, kwargs):
+        calls.append(tuple(kwargs["inputs_embeds"].shape[:2]))
+
+    handle = lm.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        out, _ = _engine(model, pre, items, gen)
+        engine_calls = list(calls)
+        calls.clear()
+        generate_batch(model, pre, items, gen, "cpu", use_hf_generate=True)
+        generate_calls = list(calls)
+    finally:
+        handle.remove()
+    lengths = [len(pre.prompt_ids(it.question, (64, 48))) for it in items]
+    prefill_rows = sum(rows for rows, length in engine_calls if length > 1)
+    assert prefill_rows <= len(items) + 1  # every item once (+ the system prompt once, at batch 1)
+    assert {rows for rows, length in engine_calls if length == 1} == {len(items) * beams}  # then every beam
+    hf_prefill = [(rows, length) for rows, length in generate_calls if length > 1]
+    assert hf_prefill == [(len(items) * beams, max(lengths))]  # generate's prefill: each prompt `beams` times
+    engine_tokens = sum(rows * length for rows, length in engine_calls if length > 1)
+    assert engine_tokens < sum(lengths) * beams / 4
+
+
+def test_missing_image_is_skipped_with_its_reason_and_the_rest_decoded(tiny, tmp_path):
+    model, pre, images = tiny
+    items = _captions([images[0], str(tmp_path / "gone.png"), images[1]])
+    gen = GenerationSettings(max_new_tokens=5, num_beams=2)
+    out, skipped = _engine(model, pre, items, gen)
+    assert list(skipped) == ["1"] and skipped["1"].startswith("image not found")
+    assert out["1"] is None
+    assert {k: out[k] for k in ("0", "2")} == _bs1(model, pre, [items[0], items[2]], gen)
+
+
+def test_engine_takes_the_beams_path_for_beam_search_and_generate_when_the_family_cannot_continue(tiny, monkeypatch):
+    model, pre, images = tiny
+    items = _captions(images[:3])
+    gen = GenerationSettings(max_new_tokens=6, num_beams=3)
+    assert choose_path(model, items, gen, 8) == "beams"
+    texts = {it.id: t for chunk, out, _ in stream(model, pre, items, gen, "cpu", 8) for it, t in zip(chunk, out)}
+    assert texts == _bs1(model, pre, items, gen)
+    assert choose_path(model, items, dataclasses.replace(gen, do_sample=True), 8) == "generate"
+    monkeypatch.setattr(family_of(model), "generate_continues_cache", False, raising=False)
+    assert choose_path(model, items, gen, 8) == "generate"
