@@ -9,7 +9,7 @@ Shapes (``--shape``), randomly initialised from a config, never downloaded:
 * ``llava-7b`` — CLIP-L/14-336 + Vicuna-7B.
 
 ``perf eval`` (:mod:`bench.perf_eval`): the engine against transformers' ``generate`` at batch 1 and 8 (32)
-on POPE- and caption-shaped workloads. ``perf train`` (:mod:`bench.perf_train`): the training loop, with and
+on POPE-, caption- and beam-search-shaped workloads. ``perf train`` (:mod:`bench.perf_train`): the training loop, with and
 without the reference cache and with ``share_prefix``, and with ``--trl`` TRL's ``DPOTrainer`` on the same model, data and LoRA.
 ``--json FILE`` writes the printed result.
 """

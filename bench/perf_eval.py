@@ -7,10 +7,14 @@ Two workloads on a randomly initialised LLaVA of the requested shape (:func:`ben
   image?``, objects of one to three words, so the question tails differ in length), ``--answer-tokens`` new
   tokens;
 * **caption-shaped**: ``--caption-images`` images × ``Please describe this image in detail.``,
-  ``--caption-tokens`` new tokens.
+  ``--caption-tokens`` new tokens;
+* **beam-shaped** (SHR's decoding): ``--beam-images`` images × the caption prompt, ``--beams`` beams (5, SHR's),
+  ``--beam-tokens`` new tokens. On by default at ``tiny`` and ``mid``; at ``llava-7b`` only when named in
+  ``--workloads`` (with ``--bs1-items``: 5 beams × 512 tokens at batch 1 take about as long as the rest).
 
 Each is decoded by the engine's default path for it (:func:`bench.eval.fastpath.stream` — what ``bench eval``
-runs: ``packed`` for POPE, ``batched`` for captions, the engine choosing its own batch) and by
+runs: ``packed`` for POPE, ``batched`` for captions, ``beams`` for beam search, the engine choosing its own
+batch) and by
 ``model.generate`` at batch 1, 8 (and 32 at the ``llava-7b`` shape) on left-padded batches in item order.
 Reported: wall seconds of each, the engine's vision / prefill / decode split, and the share of items whose
 text equals batch-1 ``generate`` (``agreement``; also for ``generate`` at batch 8). Random weights rarely emit
@@ -53,6 +57,9 @@ SHAPE_DEFAULTS = {  # images, questions per image, answer tokens, caption images
     "mid": (6, 18, 3, 32, 48, (8,)),
     "llava-7b": (500, 18, 3, 500, 512, (8, 32)),
 }
+BEAM_DEFAULTS = {"tiny": (8, 24), "mid": (16, 24), "llava-7b": (100, 512)}  # beam-shaped: images, new tokens
+NUM_BEAMS = 5  # SHR's protocol
+WORKLOADS = {"tiny": "pope,caption,beam", "mid": "pope,caption,beam", "llava-7b": "pope,caption"}
 
 
 def make_images(folder: Path, n: int) -> list[str]:
@@ -141,7 +148,7 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
         return out
 
     res: dict[str, Any] = {"items": len(items), "images": len({it.image for it in items}),
-                           "new_tokens": gen.max_new_tokens}
+                           "new_tokens": gen.max_new_tokens, "num_beams": gen.num_beams}
     best_split: dict[str, float] = {}
     res["engine_s"], fast = _timed(engine, repeat, on_best=lambda: best_split.update(split))
     res["engine_split_s"] = {k.removesuffix("_s"): round(v, 3) for k, v in best_split.items()}  # of the fastest run
@@ -179,6 +186,9 @@ def perf_eval(args) -> dict:
     d_img, d_q, d_ans, d_cimg, d_ctok, batches = SHAPE_DEFAULTS[args.shape]
     gen_pope = GenerationSettings(max_new_tokens=args.answer_tokens or d_ans)
     gen_cap = GenerationSettings(max_new_tokens=args.caption_tokens or d_ctok)
+    d_bimg, d_btok = BEAM_DEFAULTS[args.shape]
+    gen_beam = GenerationSettings(max_new_tokens=args.beam_tokens or d_btok, num_beams=args.beams)
+    workloads = (args.workloads or WORKLOADS[args.shape]).split(",")
     out: dict[str, Any] = {"what": "eval", "shape": args.shape, "device": device_name(device),
                            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                            "torch_threads": torch.get_num_threads(), "backend": "transformers"}
@@ -189,13 +199,18 @@ def perf_eval(args) -> dict:
             vm = open_vllm(model, pre, Path(tmp) / "vllm-model", device, out["dtype"])
             out["vllm_backend"] = vm.backend
             extra["vllm"] = lambda items, gen: run_vllm(vm, items, gen)
-        images = make_images(Path(tmp), max(args.images or d_img, args.caption_images or d_cimg))
-        if "pope" in args.workloads:
+        images = make_images(Path(tmp), max(args.images or d_img, args.caption_images or d_cimg,
+                                            args.beam_images or d_bimg))
+        if "pope" in workloads:
             items = pope_items(images[: args.images or d_img], args.questions or d_q)
             out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1, args.repeat, extra)
-        if "caption" in args.workloads:
+        if "caption" in workloads:
             items = caption_items(images[: args.caption_images or d_cimg])
             out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1, args.repeat, extra)
+        if "beam" in workloads:
+            items = caption_items(images[: args.beam_images or d_bimg])
+            out["beam"] = workload(model, pre, items, gen_beam, device, batches, bs1, args.repeat,
+                                   {k: v for k, v in extra.items() if k != "vllm"})  # vLLM: no beam search here
     return out
 
 
@@ -246,7 +261,13 @@ def add_arguments(p) -> None:
                    help="caption-shaped: new tokens (48; 7b: 512)")
     p.add_argument("--bs1-items", dest="bs1_items", type=int, default=None,
                    help="time generate at batch 1 on the first N items only (default: all; 7b: 200)")
-    p.add_argument("--workloads", default="pope,caption", help="comma-separated: pope,caption")
+    p.add_argument("--beam-images", dest="beam_images", type=int, default=None,
+                   help="beam-shaped: images (tiny 8, mid 16, 7b 100)")
+    p.add_argument("--beam-tokens", dest="beam_tokens", type=int, default=None,
+                   help="beam-shaped: new tokens (24; 7b: 512)")
+    p.add_argument("--beams", type=int, default=NUM_BEAMS, help="beam-shaped: beams (5, SHR's)")
+    p.add_argument("--workloads", default=None,
+                   help="comma-separated: pope,caption,beam (default: all three; llava-7b: pope,caption)")
     p.add_argument("--repeat", type=int, default=1, help="fastest of N runs for the engine and batched generate")
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers",
                    help="vllm: add vLLM as another engine in the same run (pope.vllm_s, pope.vllm_agreement, …)")

@@ -11,6 +11,7 @@ import torch
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.eval.engine import generate_batch
 from bench.eval.fastpath import choose_path, stream
+from bench.eval.kvcache import GrowingCache
 from bench.models.family import family_of
 from tests.test_engine_packed import _EosTokenizer
 
@@ -126,3 +127,29 @@ def test_engine_takes_the_beams_path_for_beam_search_and_generate_when_the_famil
     assert choose_path(model, items, dataclasses.replace(gen, do_sample=True), 8) == "generate"
     monkeypatch.setattr(family_of(model), "generate_continues_cache", False, raising=False)
     assert choose_path(model, items, gen, 8) == "generate"
+
+
+def test_reordering_the_cache_reuses_two_buffer_sets_and_matches_a_dynamic_cache():
+    from transformers import DynamicCache
+
+    torch.manual_seed(0)
+    ours, ref = GrowingCache(num_layers=1, capacity=64), DynamicCache()
+    k = torch.randn(4, 2, 5, 3)
+    ours.update(k, -k, 0)
+    ref.update(k, -k, 0)
+    ours.keep_rows(torch.tensor([0, 0, 1, 2, 3, 3]))  # rows change: new buffers of the same capacity
+    ref.batch_repeat_interleave(1)
+    ref.reorder_cache(torch.tensor([0, 0, 1, 2, 3, 3]))
+    buffers = []
+    for step in range(4):
+        new = torch.randn(6, 2, 1, 3)
+        ours.update(new, new * 2, 0)
+        ref.update(new, new * 2, 0)
+        order = torch.randperm(6)
+        ours.keep_rows(order)
+        ref.reorder_cache(order)
+        buffers.append(ours.layers[0]._k.data_ptr())
+        assert ours.layers[0]._k.shape[2] == 64  # capacity kept
+        assert torch.equal(ours.layers[0].keys, ref.layers[0].keys)
+        assert torch.equal(ours.layers[0].values, ref.layers[0].values)
+    assert len(set(buffers)) == 2  # two sets of buffers, used in turn: a reorder allocates nothing

@@ -11,10 +11,10 @@ from bench.cli import main
 def test_perf_eval_writes_engine_and_generate_timings_with_full_agreement(tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert main(["perf", "eval", "--shape", "tiny", "--images", "2", "--questions", "4", "--caption-images", "3",
-                 "--caption-tokens", "6", "--json", str(out)]) == 0
+                 "--caption-tokens", "6", "--beam-images", "3", "--beam-tokens", "5", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == res
-    for name, path in (("pope", "packed"), ("caption", "batched")):
+    for name, path in (("pope", "packed"), ("caption", "batched"), ("beam", "beams")):
         w = res[name]
         assert w["engine_path"] == path
         for key in ("engine_s", "hf_generate_bs1_s", "hf_generate_bs8_s"):
@@ -23,6 +23,7 @@ def test_perf_eval_writes_engine_and_generate_timings_with_full_agreement(tmp_pa
         assert set(w["engine_split_s"]) == {"vision", "prefill", "decode"}
     assert res["pope"]["items"] == 8 and res["pope"]["images"] == 2
     assert res["caption"]["items"] == 3 and res["caption"]["new_tokens"] == 6
+    assert res["beam"]["items"] == 3 and res["beam"]["new_tokens"] == 5 and res["beam"]["num_beams"] == 5
 
 
 def test_perf_eval_times_batch_1_on_a_subset_when_asked(tmp_path):

@@ -107,11 +107,12 @@ def stream_batched(model: torch.nn.Module, family, pre, items: list[EvalItem], g
 
 
 def stream_buckets(model: torch.nn.Module, family, pre, items: list[EvalItem], device: str, run_bucket,
-                   new_tokens: int, rows_per_item: int = 1, timings: dict | None = None, max_rows: int | None = None
-                   ) -> Iterator[tuple[list[EvalItem], list, dict[str, str]]]:
+                   new_tokens: int, rows_per_item: int = 1, cache_copies: int = 1, timings: dict | None = None,
+                   max_rows: int | None = None) -> Iterator[tuple[list[EvalItem], list, dict[str, str]]]:
     """Items whose image cannot be read are yielded first (skipped); the rest go, sorted by prompt length, in
-    buckets whose cache — ``rows_per_item`` rows per item (beams) × (prompt + ``new_tokens``) — fits the memory
-    budget, each through ``run_bucket(lm, items, prompts, timings) -> (outputs, skip reasons)``."""
+    buckets of at most ``max_rows`` rows — ``rows_per_item`` rows per item (beams) — whose cache, held
+    ``cache_copies`` times, of rows × (prompt + ``new_tokens``) tokens fits the memory budget, each through
+    ``run_bucket(lm, items, prompts, timings) -> (outputs, skip reasons)``."""
     lm = LanguageModel(model, family)
     cuda = str(device).startswith("cuda")
     max_rows = max_rows or MAX_ROWS["cuda" if cuda else "cpu"]
@@ -130,7 +131,7 @@ def stream_buckets(model: torch.nn.Module, family, pre, items: list[EvalItem], d
         yield [it for it in items if it.id in skipped], [None] * len(skipped), dict(skipped)
     good = [i for i, p in enumerate(prompts) if p is not None]
     lengths = [len(prompts[i]) for i in good]
-    budget = max(1, kv_token_budget(lm, device) // rows_per_item)
+    budget = max(1, kv_token_budget(lm, device) // (rows_per_item * cache_copies))
     for bucket in plan_buckets(lengths, new_tokens, budget, max(1, max_rows // rows_per_item)):
         idxs = [good[b] for b in bucket]
         yield ([items[i] for i in idxs], *run_bucket(lm, [items[i] for i in idxs], [prompts[i] for i in idxs],

@@ -11,8 +11,11 @@ up to, not including, each prompt's last token; the cache's rows are then repeat
 beam search, unchanged: scoring, length penalty, early stopping and EOS handling are transformers' (5.24
 ``generation/utils.py``: ``_prefill`` slices the input to the tokens after the cache; ``_beam_search``).
 
-Prefill work saved: (k − 1)/k of it (80 % at 5 beams). Decoding is ``generate``'s: its cache reordering
-(``reorder_cache`` → :meth:`GrowingCache.keep_rows`) gathers the kept rows each step, as ``DynamicCache`` does.
+Prefill work saved: (k − 1)/k of it (80 % at 5 beams). Decoding is ``generate``'s; its cache reordering
+(``reorder_cache`` → ``GrowingLayer.keep_rows``) gathers the kept rows' filled slots into a second set of buffers
+that the next reorder writes back into (no allocation per step; the bucket's memory budget counts both), and a
+step's new keys and values are written in place, where ``DynamicCache`` concatenates, i.e. copies the whole
+cache again.
 
 Exactness: the prefill computes per row what ``generate``'s own prefill computes (same tokens, positions from the
 mask, padding masked), so on CPU in float32 the texts equal batch-1 ``generate`` (tested on tiny LLaVA, LLaVA-NeXT
@@ -44,8 +47,9 @@ def stream_beams(model: torch.nn.Module, family, pre, items: list[EvalItem], gen
 
     def run(lm, bucket_items, prompts, timings):
         return _beam_bucket(lm, pre, bucket_items, prompts, gen, device, timings)
+    # the cache's reorder keeps a second set of buffers (GrowingLayer.keep_rows): the memory budget counts both
     yield from stream_buckets(model, family, pre, items, device, run, new_tokens=gen.max_new_tokens + 1,
-                              rows_per_item=gen.num_beams, timings=timings, max_rows=max_rows)
+                              rows_per_item=gen.num_beams, cache_copies=2, timings=timings, max_rows=max_rows)
 
 
 def _beam_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[list[int]], gen: GenerationSettings,

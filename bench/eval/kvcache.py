@@ -42,6 +42,7 @@ class GrowingLayer(DynamicLayer):
         self.capacity_hint = capacity
         self._k: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
+        self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # the buffers before the last keep_rows
         self.length = 0
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
@@ -57,6 +58,7 @@ class GrowingLayer(DynamicLayer):
             k[:, :, : self.length] = self._k[:, :, : self.length]
             v[:, :, : self.length] = self._v[:, :, : self.length]
         self._k, self._v = k, v
+        self._spare = None  # buffers of the old capacity are of no further use
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
         if not self.is_initialized:
@@ -79,9 +81,22 @@ class GrowingLayer(DynamicLayer):
         self.keys, self.values = self._k[:, :, :length], self._v[:, :, :length]
 
     def keep_rows(self, rows: torch.Tensor) -> None:
-        if self._k is not None:
-            self._k, self._v = self._k[rows], self._v[rows]
-            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+        """Gather ``rows`` of the filled part into buffers of the same capacity. Only the filled slots are copied
+        (beam search reorders every step, early in a capacity of prompt + 512 tokens); when the row count does not
+        change (beams) the previous buffers are kept and reused at the next call, so a reorder allocates
+        nothing."""
+        if self._k is None:
+            return
+        shape = (rows.numel(),) + tuple(self._k.shape[1:])
+        spare = self._spare if self._spare is not None and tuple(self._spare[0].shape) == shape else None
+        k, v = spare if spare is not None else (self._k.new_empty(shape), self._v.new_empty(shape[:3] +
+                                                                                          self._v.shape[3:]))
+        end = self.length
+        torch.index_select(self._k[:, :, :end], 0, rows, out=k[:, :, :end])
+        torch.index_select(self._v[:, :, :end], 0, rows, out=v[:, :, :end])
+        self._spare = (self._k, self._v) if tuple(self._k.shape) == shape else None
+        self._k, self._v = k, v
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.keep_rows(indices)
