@@ -15,7 +15,8 @@ Prefill work saved: (k − 1)/k of it (80 % at 5 beams). Decoding is ``generate`
 (``reorder_cache`` → ``GrowingLayer.keep_rows``) gathers the kept rows' filled slots into a second set of buffers
 that the next reorder writes back into (no allocation per step; the bucket's memory budget counts both), and a
 step's new keys and values are written in place, where ``DynamicCache`` concatenates, i.e. copies the whole
-cache again.
+cache again. On CPU in float32 the linear weights are packed once for the n·k beam rows
+(:mod:`bench.eval.prepack`).
 
 Exactness: the prefill computes per row what ``generate``'s own prefill computes (same tokens, positions from the
 mask, padding masked), so on CPU in float32 the texts equal batch-1 ``generate`` (tested on tiny LLaVA, LLaVA-NeXT
@@ -68,9 +69,10 @@ def _beam_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[li
     pf.cache.keep_rows(torch.arange(n, device=pf.ids.device).repeat_interleave(k))
     tok = pre.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out = lm.model.generate(input_ids=ids, attention_mask=mask, **{cache_kwarg(unwrap(lm.model)): pf.cache},
-                            max_new_tokens=gen.max_new_tokens, num_beams=k, do_sample=False, pad_token_id=pad,
-                            eos_token_id=tok.eos_token_id, **lm.family.generate_inputs(lm.model, ids))
+    with lm.packed_decode(n * k):  # CPU float32: weights packed once for the n·k beam rows (bench.eval.prepack)
+        out = lm.model.generate(input_ids=ids, attention_mask=mask, **{cache_kwarg(unwrap(lm.model)): pf.cache},
+                                max_new_tokens=gen.max_new_tokens, num_beams=k, do_sample=False, pad_token_id=pad,
+                                eos_token_id=tok.eos_token_id, **lm.family.generate_inputs(lm.model, ids))
     for r, orig in enumerate(pf.keep):
         result[orig] = out[r, ids.shape[1]:].tolist()
     timings["decode_s"] = timings.get("decode_s", 0.0) + (time.perf_counter() - t0)

@@ -27,6 +27,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from bench.errors import BenchError
+from bench.eval.prepack import PackedLinears, linear_modules, packable
 from bench.models.block_mask import BLOCK_MASK_ATTENTION, attention_implementation, attention_mask
 from bench.models.family import ModelFamily, unwrap
 
@@ -223,6 +224,8 @@ def _at_last_position(forward):
 class LanguageModel:
     """The pieces of a (possibly peft-wrapped) checkpoint one decode step needs, looked up once."""
 
+    packed: PackedLinears | None = None  # the packing in force inside packed_decode
+
     def __init__(self, model: torch.nn.Module, family: ModelFamily):
         self.model, self.family = model, family
         self.lm = family.language_model(model)
@@ -291,6 +294,23 @@ class LanguageModel:
                           **{self.cache_kw: cache})
         return out.last_hidden_state
 
+    @contextlib.contextmanager
+    def packed_decode(self, rows: int) -> Iterator[PackedLinears | None]:
+        """Decode steps of ``rows`` rows with the language model's and the head's linear weights packed once
+        (:mod:`bench.eval.prepack`; CPU float32 only). Yields the packing — call ``set_rows`` when rows leave the
+        batch — or None where packing does not apply (then nothing changes)."""
+        modules = linear_modules(self.lm) + ([self.head] if type(self.head) is torch.nn.Linear else [])
+        if self.packed is not None or not packable(modules, rows):
+            yield None
+            return
+        packs = PackedLinears(modules, rows)
+        self.packed = packs
+        try:
+            with packs.installed():
+                yield packs
+        finally:
+            self.packed = None
+
     def next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """Greedy next token of each hidden state [..., D] (``lm_head`` on these positions only).
 
@@ -298,9 +318,11 @@ class LanguageModel:
         running maximum, instead of one ``[rows, vocab]`` logits matrix: each logit is the same dot product over
         the hidden size, but the slice's logits stay in the core's cache (``mid`` perf shape, 32 rows × 32064:
         20.6 → 15.5 ms per decode step on the 2-core CPU). Ties keep the lowest id, as ``argmax`` does. On CUDA
-        one matmul is faster."""
+        one matmul is faster, and so is it on CPU with the head's weight packed (:meth:`packed_decode`:
+        32 rows, 8.4 → 5.2 ms)."""
         weight, bias = self.head.weight, getattr(self.head, "bias", None)
-        if hidden.device.type != "cpu" or weight.shape[0] <= HEAD_SLICE or type(self.head) is not torch.nn.Linear:
+        if (hidden.device.type != "cpu" or weight.shape[0] <= HEAD_SLICE or type(self.head) is not torch.nn.Linear
+                or (self.packed is not None and hidden.numel() // hidden.shape[-1] == self.packed.rows)):
             return self.head(hidden).argmax(-1)
         best_val = best_idx = None
         for start in range(0, weight.shape[0], HEAD_SLICE):
