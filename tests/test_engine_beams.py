@@ -153,3 +153,75 @@ def test_reordering_the_cache_reuses_two_buffer_sets_and_matches_a_dynamic_cache
         assert torch.equal(ours.layers[0].keys, ref.layers[0].keys)
         assert torch.equal(ours.layers[0].values, ref.layers[0].values)
     assert len(set(buffers)) == 2  # two sets of buffers, used in turn: a reorder allocates nothing
+
+
+def _filled(rows, length, capacity=16, allocate=None):
+    """A one-layer GrowingCache whose first ``rows`` rows hold random keys/values of ``length`` slots; with
+    ``allocate``, its buffers hold that many rows (as the beam prefill allocates them)."""
+    cache = GrowingCache(num_layers=1, capacity=capacity)
+    if allocate:
+        cache.allocate(allocate, 2, 3, torch.float32, "cpu")
+        view = cache.row_view(0, rows)
+        k = torch.randn(rows, 2, length, 3)
+        view.update(k, -k, 0)
+        cache.set_length(length)
+    else:
+        k = torch.randn(rows, 2, length, 3)
+        cache.update(k, -k, 0)
+    return cache, k
+
+
+@pytest.mark.parametrize("allocate", [None, 6])  # rows only for the items; rows for every beam (in place)
+def test_repeat_rows_lays_out_beams_like_repeat_interleave(allocate):
+    torch.manual_seed(0)
+    cache, k = _filled(2, 5, allocate=allocate)
+    before = cache.layers[0]._k.data_ptr()
+    cache.repeat_rows(2, 3)
+    layer = cache.layers[0]
+    assert torch.equal(layer.keys, k.repeat_interleave(3, dim=0))
+    assert torch.equal(layer.values, -k.repeat_interleave(3, dim=0))
+    assert (layer._k.data_ptr() == before) == (allocate is not None)  # no new buffers when allocated for beams
+    assert (cache.group, cache.shared) == (3, 5)
+
+
+def test_beam_reorders_copy_only_the_slots_after_the_shared_prompt_and_match_a_dynamic_cache():
+    from transformers import DynamicCache
+
+    torch.manual_seed(0)
+    ours, k = _filled(2, 5, allocate=6)
+    ours.repeat_rows(2, 3)
+    ref = DynamicCache()
+    ref.update(k.repeat_interleave(3, dim=0), -k.repeat_interleave(3, dim=0), 0)
+    layer = ours.layers[0]
+    copies = []
+    real_select = torch.index_select
+
+    def spy(src, dim, index, out=None):
+        copies.append(src.shape[2])
+        return real_select(src, dim, index, out=out)
+    for step in range(4):
+        new = torch.randn(6, 2, 1, 3)
+        ours.update(new, new * 2, 0)
+        ref.update(new, new * 2, 0)
+        order = torch.cat([torch.randperm(3), 3 + torch.randperm(3)])  # beams stay with their item
+        torch.index_select = spy
+        try:
+            ours.reorder_cache(order)
+        finally:
+            torch.index_select = real_select
+        ref.reorder_cache(order)
+        assert torch.equal(layer.keys, ref.layers[0].keys) and torch.equal(layer.values, ref.layers[0].values)
+    assert copies == [1, 1, 2, 2, 3, 3, 4, 4]  # keys and values: only the generated slots, never the prompt
+    # an order that moves a row to another item: the whole filled part is gathered, still equal
+    order = torch.tensor([3, 4, 5, 0, 1, 2])
+    ours.reorder_cache(order)
+    ref.reorder_cache(order)
+    assert torch.equal(layer.keys, ref.layers[0].keys) and (ours.group, ours.shared) == (1, 0)
+
+
+def test_selecting_rows_forgets_the_beam_groups():
+    torch.manual_seed(0)
+    cache, _ = _filled(2, 5, allocate=6)
+    cache.repeat_rows(2, 3)
+    cache.batch_select_indices(torch.tensor([0, 1, 2, 3]))
+    assert (cache.group, cache.shared) == (1, 0) and cache.layers[0].keys.shape[0] == 4

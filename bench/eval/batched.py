@@ -160,10 +160,13 @@ class Prefill:
 
 
 def prefill_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[list[int]], device: str,
-                   new_tokens: int, timings: dict, next_tokens: bool = True) -> Prefill:
+                   new_tokens: int, timings: dict, next_tokens: bool = True, rows_per_item: int = 1) -> Prefill:
     """Vision once per distinct image of the bucket, then the prompts' prefill into one preallocated cache of
     ``width + new_tokens`` tokens per row (see the module docstring: shared system prompt, chunks writing into
-    row views, the last layer at the last position only). Adds ``vision_s`` and ``prefill_s`` to ``timings``."""
+    row views, the last layer at the last position only). Adds ``vision_s`` and ``prefill_s`` to ``timings``.
+
+    ``rows_per_item``: the cache is allocated with that many rows per kept item (beams: ``GrowingCache.repeat_rows``
+    then fills them in place); the prefill writes rows ``0..n-1``."""
     t0 = time.perf_counter()
     skip: dict[str, str] = {}
     slot: dict[str, int] = {}
@@ -203,7 +206,7 @@ def prefill_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[
     ids, att = ids.to(device), att.to(device)
     pos = (att[:, :width].cumsum(-1) - 1).clamp(min=0)
     # one cache for the whole bucket, allocated once; prefill chunks write into views of its rows
-    cache = lm.new_cache(width + new_tokens, rows=n)
+    cache = lm.new_cache(width + new_tokens, rows=n * rows_per_item)
     if shared:  # the text every prompt of the bucket starts with (system prompt): once, at batch 1, then copied
         prefix_cache = lm.new_cache(shared)
         lm.forward(lm.embed_ids(ids[:1, :shared]), None, pos[:1, :shared], prefix_cache)

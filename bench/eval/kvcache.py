@@ -44,6 +44,7 @@ class GrowingLayer(DynamicLayer):
         self._k: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
         self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # the buffers before the last keep_rows
+        self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None  # for permute_within_groups
         self.length = 0
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
@@ -59,7 +60,7 @@ class GrowingLayer(DynamicLayer):
             k[:, :, : self.length] = self._k[:, :, : self.length]
             v[:, :, : self.length] = self._v[:, :, : self.length]
         self._k, self._v = k, v
-        self._spare = None  # buffers of the old capacity are of no further use
+        self._spare = self._scratch = None  # buffers of the old capacity are of no further use
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
         if not self.is_initialized:
@@ -99,6 +100,40 @@ class GrowingLayer(DynamicLayer):
         self._k, self._v = k, v
         self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
 
+    def repeat_rows(self, rows: int, repeats: int) -> None:
+        """Rows ``0..rows-1`` become rows ``i·repeats … i·repeats + repeats - 1`` (beam search's start), written in
+        place when the buffers hold ``rows × repeats`` rows (allocated so by the prefill), else into new buffers."""
+        if self._k is None:
+            return
+        end, total = self.length, rows * repeats
+        if self._k.shape[0] < total:
+            self.keep_rows(torch.arange(rows, device=self._k.device).repeat_interleave(repeats))
+            return
+        self._k, self._v = self._k[:total], self._v[:total]
+        for buf in (self._k, self._v):
+            for i in reversed(range(rows)):  # row i's targets start at i·repeats ≥ i: rows below i are still intact
+                src = buf[i:i + 1, :, :end]
+                first = i * repeats + (1 if i == 0 else 0)  # row 0 already holds itself
+                buf[first:(i + 1) * repeats, :, :end].copy_(src.expand((i + 1) * repeats - first, -1, -1, -1))
+        self._spare = None
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+
+    def permute_within_groups(self, rows: torch.Tensor, shared: int) -> None:
+        """:meth:`keep_rows` for a permutation whose rows stay in their group of rows that hold the same keys and
+        values in slots ``0..shared-1`` (the beams of one item after :meth:`repeat_rows`): those slots are equal
+        in source and target row, so only the slots from ``shared`` on are gathered (through a scratch buffer
+        kept for the next call) and written back in place."""
+        if self._k is None or self.length <= shared:
+            return
+        end = self.length
+        tail = (self._k.shape[0], self._k.shape[1], self._k.shape[2] - shared)
+        if self._scratch is None or tuple(self._scratch[0].shape[:3]) != tail:
+            self._scratch = (self._k.new_empty(tail + self._k.shape[3:]), self._v.new_empty(tail + self._v.shape[3:]))
+        for buf, scratch in zip((self._k, self._v), self._scratch):
+            gathered = scratch[:, :, : end - shared]
+            torch.index_select(buf[:, :, shared:end], 0, rows, out=gathered)
+            buf[:, :, shared:end].copy_(gathered)
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.keep_rows(indices)
 
@@ -120,11 +155,43 @@ class GrowingCache(Cache):
 
     def __init__(self, num_layers: int, capacity: int):
         super().__init__(layers=[GrowingLayer(capacity) for _ in range(num_layers)])
+        self.group, self.shared = 1, 0  # rows in consecutive groups of `group` hold equal slots 0..shared-1
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (indices into the batch dimension), in that order."""
         for layer in self.layers:
             layer.keep_rows(rows)
+        self.group, self.shared = 1, 0
+
+    def repeat_rows(self, rows: int, repeats: int) -> None:
+        """Each of the first ``rows`` rows ``repeats`` times, in order (beam b of item i at row i·repeats + b, as
+        ``generate`` lays out beams); in place when the buffers were allocated for ``rows × repeats`` rows. The
+        rows of an item then share their filled slots, which :meth:`reorder_cache` does not copy."""
+        for layer in self.layers:
+            layer.repeat_rows(rows, repeats)
+        self.group, self.shared = repeats, self.get_seq_length()
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search's reorder: when every row's source is a beam of the same item (always, for transformers'
+        beam search after :meth:`repeat_rows`), only the slots written since the repeat are gathered; otherwise
+        the filled part of every row (:meth:`keep_rows`)."""
+        first = self.layers[0]._k if self.layers else None
+        rows = beam_idx if first is None else beam_idx.to(first.device)
+        if self.group > 1:
+            group_of = torch.arange(rows.numel(), device=rows.device) // self.group
+            if rows.numel() == self.layers[0].keys.shape[0] and bool((rows // self.group == group_of).all()):
+                for layer in self.layers:
+                    layer.permute_within_groups(rows, self.shared)
+                return
+        self.keep_rows(rows)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.keep_rows(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        first = self.layers[0]._k if self.layers else None
+        if first is not None:
+            self.keep_rows(torch.arange(first.shape[0], device=first.device).repeat_interleave(repeats))
 
     def allocate(self, rows: int, heads: int, head_dim: int, dtype: torch.dtype, device: Any) -> None:
         """Allocate every layer's buffers now (``rows`` × ``heads`` × capacity × ``head_dim``), empty, so that
