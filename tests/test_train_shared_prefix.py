@@ -89,7 +89,10 @@ def _assert_same_step(a, b):
     assert grads_a.keys() == grads_b.keys() and grads_a
     assert any(g.abs().sum() > 0 for g in grads_a.values())
     for n in grads_a:
-        torch.testing.assert_close(grads_a[n], grads_b[n], rtol=1e-4, atol=1e-6, msg=n)
+        # float32, two summation orders (packed vs padded attention shapes): agreement to 1e-5 of the tensor's
+        # largest gradient (seen: 1.6e-6 on 0.36 on a 2-core x86 CPU); a wrong mask or position is off by 1e-2+
+        scale = float(grads_b[n].abs().max())
+        torch.testing.assert_close(grads_a[n], grads_b[n], rtol=1e-4, atol=max(1e-6, 1e-5 * scale), msg=n)
 
 
 def test_packed_pairs_give_the_padded_log_probs_dpo_loss_and_lora_gradients(lora_model, records):
