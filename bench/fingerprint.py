@@ -35,7 +35,11 @@ ENGINE_VERSION = "3"  # bump when the decoding code changes what it outputs for 
 
 # Files of a checkpoint folder that do not change what the model computes.
 _IGNORED_SUFFIXES = (".md", ".lock", ".tmp")
-_IGNORED_NAMES = {"ref_logps.safetensors", "state.pt", "log.jsonl", "DONE", "identity.json", "run.json"}
+# ref_logps.* is the training loop's reference log-prob cache and its sidecar (whose data hash covers a data file
+# that names absolute image paths): not loaded into the model, so the same adapter in another output folder keys
+# the same predictions.
+_IGNORED_NAMES = {"ref_logps.safetensors", "ref_logps.json", "state.pt", "log.jsonl", "DONE", "identity.json",
+                  "run.json"}
 
 _memo: dict[tuple[str, int, int], str] = {}
 _loaded_from: str | None = None

@@ -217,3 +217,25 @@ def test_output_files_follow_the_users_umask(tmp_path):
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_the_same_adapter_in_two_output_folders_keys_the_same_predictions(tmp_path, cache_home):
+    """A trained checkpoint's reference-cache files (``ref_logps.*``, which differ between output folders) and run
+    state are not model files: identical adapter weights give one fingerprint; other weights another."""
+    from bench.fingerprint import checkpoint_fingerprint
+
+    def checkpoint(name, weights=b"lora", data_sha="a" * 64):
+        stage = tmp_path / name / "checkpoint" / "dpo"
+        (stage / "adapter").mkdir(parents=True)
+        (stage / "adapter" / "adapter_model.safetensors").write_bytes(weights)
+        (stage / "adapter" / "adapter_config.json").write_text('{"r": 8}')
+        (stage / "ref_logps.json").write_text(json.dumps({"fingerprint": data_sha[:16], "entries": 3}))
+        (stage / "ref_logps.safetensors").write_bytes(data_sha.encode())
+        (stage / "state.pt").write_bytes(name.encode())
+        (stage.parent / "stages.json").write_text('{"method": "dpo", "stages": [{"name": "dpo", "dir": "dpo"}]}')
+        return stage.parent
+
+    key = lambda folder: checkpoint_fingerprint("sha256:base", folder, "float32", "cpu", "transformers/sdpa")
+    first = key(checkpoint("run1"))
+    assert key(checkpoint("run2", data_sha="b" * 64)) == first
+    assert key(checkpoint("run3", weights=b"other lora")) != first
