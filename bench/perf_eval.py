@@ -19,7 +19,11 @@ batch) and by
 Reported: wall seconds of each, the engine's vision / prefill / decode split, and the share of items whose
 text equals batch-1 ``generate`` (``agreement``; also for ``generate`` at batch 8). Random weights rarely emit
 EOS, so every item decodes close to its full token count. ``--bs1-items N`` times batch 1 on the first N items
-only (the 7B workloads would take hours at batch 1); the JSON then says so.
+only (the 7B workloads would take hours at batch 1); the JSON then says so. ``--generate-items N`` does the
+same for batched ``generate``: it runs on the first N items and ``hf_generate_bs<b>_s`` is its time per item ×
+all items (``hf_generate_bs<b>_items`` and ``hf_generate_bs<b>_s_measured`` say so), so a 7B run fits a short
+device lease — e.g. ``--shape llava-7b --generate-items 64 --bs1-items 8``: the engine on the full 9000 POPE
+questions and 500 × 512-token captions, ``generate`` on 64 items at batch 8 and 32 and on 8 at batch 1.
 
 Before timing, each decoder runs once on two items (warm-up). ``--repeat R`` keeps the fastest of R runs of the
 engine and of batched ``generate`` (batch 1 runs once).
@@ -130,9 +134,12 @@ def _agreement(texts: dict[str, str], reference: dict[str, str]) -> float | None
 
 
 def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device: str, batches: tuple[int, ...],
-             bs1_items: int | None, repeat: int, extra: dict[str, Callable] | None = None) -> dict:
+             bs1_items: int | None, repeat: int, extra: dict[str, Callable] | None = None,
+             generate_items: int | None = None) -> dict:
     """Engine vs ``generate`` at batch 1 and ``batches`` on ``items``: seconds, split, agreement. ``extra``: other
-    engines by name (``vllm``: ``fn(items, gen) -> {id: text}``), reported as ``<name>_s`` / ``<name>_agreement``."""
+    engines by name (``vllm``: ``fn(items, gen) -> {id: text}``), reported as ``<name>_s`` / ``<name>_agreement``.
+    ``generate_items``: batched ``generate`` runs on the first N items only; its seconds for all items are then
+    extrapolated per item (``hf_generate_bs<b>_s``, with ``hf_generate_bs<b>_items`` and ``_s_measured``)."""
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     extra = extra or {}
     run_engine(model, pre, items[:2], gen, device)  # warm-up
@@ -154,9 +161,13 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
     res["engine_split_s"] = {k.removesuffix("_s"): round(v, 3) for k, v in best_split.items()}  # of the fastest run
     res["engine_path"] = choose_path(model, items, gen, 8)
     generated = {}
+    gen_items = items if generate_items is None else items[: max(1, generate_items)]
     for b in batches:
-        res[f"hf_generate_bs{b}_s"], generated[b] = _timed(lambda: run_generate(model, pre, items, gen, device, b),
-                                                           repeat)
+        took, generated[b] = _timed(lambda: run_generate(model, pre, gen_items, gen, device, b), repeat)
+        res[f"hf_generate_bs{b}_s"] = took * len(items) / len(gen_items)
+        if len(gen_items) < len(items):
+            res[f"hf_generate_bs{b}_items"] = len(gen_items)
+            res[f"hf_generate_bs{b}_s_measured"] = took
     other = {}
     for name, fn in extra.items():
         res[f"{name}_s"], other[name] = _timed(lambda: fn(items, gen), repeat)
@@ -168,7 +179,7 @@ def workload(model, pre, items: list[EvalItem], gen: GenerationSettings, device:
     res["agreement"] = _agreement(fast, reference)
     res["agreement_items"] = len(reference)
     for b in batches:
-        res[f"hf_generate_bs{b}_agreement"] = _agreement(generated[b], reference)
+        res[f"hf_generate_bs{b}_agreement"] = _agreement(generated[b], reference)  # on the items both ran
         res[f"speedup_vs_hf_generate_bs{b}"] = res[f"hf_generate_bs{b}_s"] / res["engine_s"]
     for name, texts in other.items():
         res[f"{name}_agreement"] = _agreement(texts, reference)
@@ -193,6 +204,7 @@ def perf_eval(args) -> dict:
                            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                            "torch_threads": torch.get_num_threads(), "backend": "transformers"}
     bs1 = args.bs1_items if args.bs1_items else (200 if args.shape == "llava-7b" else None)
+    gen_n = getattr(args, "generate_items", None) or None
     with tempfile.TemporaryDirectory() as tmp:
         extra = {}
         if getattr(args, "backend", "transformers") == "vllm":
@@ -203,14 +215,15 @@ def perf_eval(args) -> dict:
                                             args.beam_images or d_bimg))
         if "pope" in workloads:
             items = pope_items(images[: args.images or d_img], args.questions or d_q)
-            out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1, args.repeat, extra)
+            out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1, args.repeat, extra, gen_n)
         if "caption" in workloads:
             items = caption_items(images[: args.caption_images or d_cimg])
-            out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1, args.repeat, extra)
+            out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1, args.repeat, extra, gen_n)
         if "beam" in workloads:
             items = caption_items(images[: args.beam_images or d_bimg])
             out["beam"] = workload(model, pre, items, gen_beam, device, batches, bs1, args.repeat,
-                                   {k: v for k, v in extra.items() if k != "vllm"})  # vLLM: no beam search here
+                                   {k: v for k, v in extra.items() if k != "vllm"},  # vLLM: no beam search here
+                                   gen_n)
     return out
 
 
@@ -261,6 +274,9 @@ def add_arguments(p) -> None:
                    help="caption-shaped: new tokens (48; 7b: 512)")
     p.add_argument("--bs1-items", dest="bs1_items", type=int, default=None,
                    help="time generate at batch 1 on the first N items only (default: all; 7b: 200)")
+    p.add_argument("--generate-items", dest="generate_items", type=int, default=None,
+                   help="time batched generate (bs 8/32) on the first N items only and extrapolate its seconds to"
+                        " all items per item (default: all)")
     p.add_argument("--beam-images", dest="beam_images", type=int, default=None,
                    help="beam-shaped: images (tiny 8, mid 16, 7b 100)")
     p.add_argument("--beam-tokens", dest="beam_tokens", type=int, default=None,

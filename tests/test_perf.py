@@ -35,6 +35,17 @@ def test_perf_eval_times_batch_1_on_a_subset_when_asked(tmp_path):
     assert "caption" not in json.loads(out.read_text())
 
 
+def test_perf_eval_times_batched_generate_on_a_subset_and_extrapolates_per_item(tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["perf", "eval", "--shape", "tiny", "--workloads", "caption", "--caption-images", "5",
+                 "--caption-tokens", "4", "--generate-items", "2", "--bs1-items", "3", "--json", str(out)]) == 0
+    cap = json.loads(out.read_text())["caption"]
+    assert cap["items"] == 5 and cap["hf_generate_bs8_items"] == 2
+    assert cap["hf_generate_bs8_s"] == pytest.approx(cap["hf_generate_bs8_s_measured"] * 5 / 2, rel=1e-3, abs=5e-4)
+    assert cap["speedup_vs_hf_generate_bs8"] == pytest.approx(cap["hf_generate_bs8_s"] / cap["engine_s"], rel=1e-2)
+    assert cap["hf_generate_bs8_agreement"] == 1.0 and cap["agreement"] == 1.0 and cap["agreement_items"] == 3
+
+
 def test_perf_train_reports_the_loop_and_trl_on_the_same_data(tmp_path):
     pytest.importorskip("trl", reason="TRL is not importable: perf train --trl needs trl>=1.0")
     out = tmp_path / "train.json"
