@@ -268,3 +268,22 @@ def test_prefill_runs_the_last_decoder_layer_at_the_last_position_only_and_keeps
     assert again_flops == full_flops and torch.equal(again, full)  # restored, also after an error
     with last_layer_at_last_position(torch.nn.Linear(2, 2)):  # no decoder-layer list: runs whole, no error
         pass
+
+
+def test_compacting_moves_only_rows_from_the_end_into_finished_rows_in_the_same_buffers():
+    torch.manual_seed(0)
+    cache = GrowingCache(num_layers=2, capacity=8)
+    for layer in range(2):
+        k = torch.randn(6, 2, 5, 3)
+        cache.update(k, -k, layer)
+    before = [(layer.keys.clone(), layer.values.clone(), layer._k.data_ptr()) for layer in cache.layers]
+    alive = torch.tensor([0, 2, 4, 5])  # rows 1 and 3 finished
+    order = cache.compact(alive)
+    assert order.tolist() == [0, 4, 2, 5]  # rows 4 and 5 move into the holes at 1 and 3; 0 and 2 stay put
+    for layer, (keys, values, ptr) in zip(cache.layers, before):
+        assert torch.equal(layer.keys, keys[order]) and torch.equal(layer.values, values[order])
+        assert layer._k.data_ptr() == ptr and layer._k.shape[0] == 4  # same buffers, no allocation
+    new = torch.randn(4, 2, 1, 3)  # decoding continues in place on the compacted rows
+    keys, _ = cache.update(new, new, 0)
+    assert keys.shape == (4, 2, 6, 3) and torch.equal(keys[:, :, -1:], new)
+    assert cache.compact(torch.arange(4)).tolist() == [0, 1, 2, 3]  # nobody finished: nothing moves

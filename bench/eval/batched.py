@@ -20,8 +20,9 @@
   only the filled part.
 * **EOS on the device**: the new token of every row, the finished flags and the output buffer stay on the
   device; the host looks at them every ``sync_every`` steps (CUDA: 8; CPU: 1, where a sync costs nothing
-  and an extra step does), and then **finished rows leave the batch** (cache rows dropped, no copies of
-  live rows' history). Tokens a finished row produced before the check are discarded.
+  and an extra step does), and then **finished rows leave the batch**: live rows from the end of the batch move
+  into the finished rows' places in the same buffers (``GrowingCache.compact``: only those rows are copied,
+  nothing is allocated). Tokens a finished row produced before the check are discarded.
 * **Weights packed once per batch** on CPU in float32 (:mod:`bench.eval.prepack`): every decode step's linear
   layers and head run on MKL-packed copies made for the batch's row count (re-packed when rows leave), instead
   of sgemm packing each weight again at every call (``mid`` perf captions: decode 2.4 → 2.0 s).
@@ -258,12 +259,11 @@ def _greedy_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[
                 if alive.numel() < len(row_of):  # finished rows leave the batch
                     for r in (done.nonzero().flatten()).tolist():
                         finished[row_of[r]] = out[r]
-                    alive_l = alive.tolist()
-                    row_of = [row_of[r] for r in alive_l]
-                    cache.keep_rows(alive)
+                    order = cache.compact(alive)  # in place: live rows from the end fill the finished rows
+                    row_of = [row_of[r] for r in order.tolist()]
                     if packs is not None:
                         packs.set_rows(len(row_of))
-                    out, done, nxt, last, att = out[alive], done[alive], nxt[alive], last[alive], att[alive]
+                    out, done, nxt, last, att = out[order], done[order], nxt[order], last[order], att[order]
                     padded = padded and bool((att[:, :width] == 0).any())
             last = last + 1
             length = width + t + 1

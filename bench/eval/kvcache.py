@@ -100,6 +100,20 @@ class GrowingLayer(DynamicLayer):
         self._k, self._v = k, v
         self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
 
+    def move_rows(self, dst: torch.Tensor, src: torch.Tensor, keep: int) -> None:
+        """Copy the filled slots of rows ``src`` onto rows ``dst`` in place, then keep the first ``keep`` rows (a
+        view: no new buffers; see :meth:`GrowingCache.compact`)."""
+        if self._k is None:
+            return
+        end = self.length
+        if dst.numel():
+            for buf in (self._k, self._v):
+                filled = buf[:, :, :end]
+                filled.index_copy_(0, dst, filled.index_select(0, src))
+        self._k, self._v = self._k[:keep], self._v[:keep]
+        self._spare = self._scratch = None
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+
     def repeat_rows(self, rows: int, repeats: int) -> None:
         """Rows ``0..rows-1`` become rows ``i·repeats … i·repeats + repeats - 1`` (beam search's start), written in
         place when the buffers hold ``rows × repeats`` rows (allocated so by the prefill), else into new buffers."""
@@ -162,6 +176,26 @@ class GrowingCache(Cache):
         for layer in self.layers:
             layer.keep_rows(rows)
         self.group, self.shared = 1, 0
+
+    def compact(self, alive: torch.Tensor) -> torch.Tensor:
+        """Keep the rows ``alive`` (ascending indices) as the first ``len(alive)`` rows, in place: each finished row
+        below that count takes over one live row from above it, so only those rows are copied and nothing is
+        allocated (:meth:`keep_rows` gathers every kept row into new buffers). Returns, for each new row, the old
+        row it holds (live rows below the count stay where they are)."""
+        first = self.layers[0]._k if self.layers else None
+        if first is None:
+            return alive
+        m, n = alive.numel(), first.shape[0]
+        is_alive = torch.zeros(n, dtype=torch.bool, device=alive.device)
+        is_alive[alive] = True
+        holes = (~is_alive[:m]).nonzero().flatten()
+        movers = alive[alive >= m]
+        order = torch.arange(m, device=alive.device)
+        order[holes] = movers
+        for layer in self.layers:
+            layer.move_rows(holes.to(first.device), movers.to(first.device), m)
+        self.group, self.shared = 1, 0
+        return order
 
     def repeat_rows(self, rows: int, repeats: int) -> None:
         """Each of the first ``rows`` rows ``repeats`` times, in order (beam b of item i at row i·repeats + b, as
