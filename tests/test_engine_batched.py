@@ -36,6 +36,16 @@ def _batched(model, pre, items, gen, **kw):
     return out
 
 
+def stopping_early(pre, plain: dict[str, str]):
+    """``pre`` whose end-of-sequence token is one that several of the ``plain`` outputs emit mid-way: those rows
+    stop early, at different steps."""
+    counts = {}
+    for text in plain.values():
+        for tok in text.split()[2:6]:
+            counts[tok] = counts.get(tok, 0) + 1
+    return dataclasses.replace(pre, tokenizer=_EosTokenizer(pre.tokenizer, int(max(counts, key=counts.get))))
+
+
 def _captions(images):
     prompts = ["Describe this image in detail.", "What is in the picture?",
                "Please write a long and careful description of every object you can see in this image."]
@@ -114,14 +124,7 @@ def test_rows_finishing_at_different_steps_leave_the_batch_without_changing_outp
     model, pre, images = tiny
     items = _captions(images)
     gen = GenerationSettings(max_new_tokens=12)
-    plain = _bs1(model, pre, items, gen)
-    # make a token that some rows emit mid-way the end-of-sequence token: those rows stop early
-    counts = {}
-    for text in plain.values():
-        for tok in text.split()[2:6]:
-            counts[tok] = counts.get(tok, 0) + 1
-    eos = int(max(counts, key=counts.get))
-    eos_pre = dataclasses.replace(pre, tokenizer=_EosTokenizer(pre.tokenizer, eos))
+    eos_pre = stopping_early(pre, _bs1(model, pre, items, gen))
     ref = _bs1(model, eos_pre, items, gen)
     lengths = {len(t.split()) for t in ref.values()}
     assert len(lengths) > 1  # rows really finish at different steps

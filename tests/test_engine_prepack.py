@@ -3,17 +3,14 @@ the last bits, other row counts fall back to ``F.linear``, forwards are restored
 float32 inference within the memory budget, and the batched and beam decoders pack (rows leaving the batch
 re-pack) while their texts stay equal to batch-1 ``generate``."""
 
-import dataclasses
-
 import pytest
 import torch
 
 from bench.benchmark import GenerationSettings
 from bench.eval import prepack
 from bench.eval.prepack import PackedLinears, packable
-from tests.test_engine_batched import _batched, _bs1, _captions
+from tests.test_engine_batched import _batched, _bs1, _captions, stopping_early
 from tests.test_engine_beams import _engine
-from tests.test_engine_packed import _EosTokenizer
 
 pytestmark = pytest.mark.skipif(not prepack._mkl_ops_available(), reason="torch built without MKL")
 
@@ -103,12 +100,7 @@ def test_batched_decode_packs_repacks_as_rows_leave_and_equals_batch1_generate(t
     model, pre, images = tiny
     items = _captions(images)
     gen = GenerationSettings(max_new_tokens=12)
-    plain = _bs1(model, pre, items, gen)
-    counts = {}
-    for text in plain.values():  # a token some rows emit mid-way becomes EOS: those rows stop early
-        for tok in text.split()[2:6]:
-            counts[tok] = counts.get(tok, 0) + 1
-    eos_pre = dataclasses.replace(pre, tokenizer=_EosTokenizer(pre.tokenizer, int(max(counts, key=counts.get))))
+    eos_pre = stopping_early(pre, _bs1(model, pre, items, gen))
     ref = _bs1(model, eos_pre, items, gen)
     rows = _spy_rows(monkeypatch)
     assert _batched(model, eos_pre, items, gen) == ref
