@@ -15,14 +15,14 @@ after rows left it) takes ``torch.nn.functional.linear``; :meth:`PackedLinears.s
 shrinks. LoRA layers (peft) are not ``nn.Linear``: their base layer is, and is packed; the adapters run as before.
 
 When it is used (:func:`packable`): CPU, float32, gradients off, torch built with MKL, between
-:data:`MIN_PACKED_ROWS` and :data:`MAX_PACKED_ROWS` rows, and packed copies within :data:`PACK_BUDGET_BYTES` (MKL's packed layout takes 1.4–3.7
-times the weight's bytes, by shape; a 7B language model is left alone).
+:data:`MIN_PACKED_ROWS` and :data:`MAX_PACKED_ROWS` rows, and packed copies within :data:`PACK_BUDGET_BYTES`
+(MKL's packed layout takes 1.4–3.7 times the weight's bytes, by shape; a 7B language model is left alone).
 
 Exactness: a packed product sums each dot product over the input features as the unpacked one does, in MKL's own
-blocking; on the tested shapes the outputs are equal or differ in the last bit (≤ 2e-6 relative). Such bits could
-flip an exact tie between two tokens' logits, as any change of batch size already can; the engine's agreement with
-batch-1 ``generate`` is checked where it was before (tests, ``bench perf eval``) and the checked-in leaderboard
-is reproduced bit for bit.
+blocking; on the tested shapes the outputs are equal or differ in the last bits (at most 2e-6 on outputs of order
+1). Such bits could flip an exact tie between two tokens' logits, as any change of batch size already can; the
+engine's agreement with batch-1 ``generate`` is checked where it was before (tests, ``bench perf eval``) and the
+checked-in leaderboard is reproduced bit for bit (``fingerprint.ENGINE_VERSION`` 3 keys predictions made so).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def linear_modules(root: torch.nn.Module) -> list[torch.nn.Linear]:
 
 def packable(modules: list[torch.nn.Linear], rows: int) -> bool:
     """Whether :class:`PackedLinears` applies to ``modules`` at ``rows`` rows (see the module docstring)."""
-    if not modules or not MIN_PACKED_ROWS <= rows <= MAX_PACKED_ROWS or torch.is_grad_enabled() or not _mkl_ops_available():
+    if not modules or not MIN_PACKED_ROWS <= rows <= MAX_PACKED_ROWS or torch.is_grad_enabled():
+        return False
+    if not _mkl_ops_available():
         return False
     if any(m.weight.device.type != "cpu" or m.weight.dtype != torch.float32 for m in modules):
         return False
