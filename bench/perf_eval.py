@@ -22,8 +22,9 @@ EOS, so every item decodes close to its full token count. ``--bs1-items N`` time
 only (the 7B workloads would take hours at batch 1); the JSON then says so. ``--generate-items N`` does the
 same for batched ``generate``: it runs on the first N items and ``hf_generate_bs<b>_s`` is its time per item ×
 all items (``hf_generate_bs<b>_items`` and ``hf_generate_bs<b>_s_measured`` say so), so a 7B run fits a short
-device lease — e.g. ``--shape llava-7b --generate-items 64 --bs1-items 8``: the engine on the full 9000 POPE
-questions and 500 × 512-token captions, ``generate`` on 64 items at batch 8 and 32 and on 8 at batch 1.
+device lease — e.g. ``--shape llava-7b --generate-items 64 --bs1-items pope=1000,caption=16``: the engine on the
+full 9000 POPE questions and 500 × 512-token captions, ``generate`` on 64 items at batch 8 and 32, and at batch 1
+on 1000 POPE questions and 16 captions (the agreement is over those).
 
 Before timing, each decoder runs once on two items (warm-up). ``--repeat R`` keeps the fastest of R runs of the
 engine and of batched ``generate`` (batch 1 runs once).
@@ -37,6 +38,7 @@ transformers model (``gpu_memory_utilization``).
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -203,7 +205,9 @@ def perf_eval(args) -> dict:
     out: dict[str, Any] = {"what": "eval", "shape": args.shape, "device": device_name(device),
                            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                            "torch_threads": torch.get_num_threads(), "backend": "transformers"}
-    bs1 = args.bs1_items if args.bs1_items else (200 if args.shape == "llava-7b" else None)
+    bs1_default = 200 if args.shape == "llava-7b" else None
+    bs1 = {name: args.bs1_items.get(name, args.bs1_items.get("*", bs1_default)) if args.bs1_items else bs1_default
+           for name in ("pope", "caption", "beam")}
     gen_n = getattr(args, "generate_items", None) or None
     with tempfile.TemporaryDirectory() as tmp:
         extra = {}
@@ -215,13 +219,15 @@ def perf_eval(args) -> dict:
                                             args.beam_images or d_bimg))
         if "pope" in workloads:
             items = pope_items(images[: args.images or d_img], args.questions or d_q)
-            out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1, args.repeat, extra, gen_n)
+            out["pope"] = workload(model, pre, items, gen_pope, device, batches, bs1["pope"], args.repeat, extra,
+                                   gen_n)
         if "caption" in workloads:
             items = caption_items(images[: args.caption_images or d_cimg])
-            out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1, args.repeat, extra, gen_n)
+            out["caption"] = workload(model, pre, items, gen_cap, device, batches, bs1["caption"], args.repeat, extra,
+                                      gen_n)
         if "beam" in workloads:
             items = caption_items(images[: args.beam_images or d_bimg])
-            out["beam"] = workload(model, pre, items, gen_beam, device, batches, bs1, args.repeat,
+            out["beam"] = workload(model, pre, items, gen_beam, device, batches, bs1["beam"], args.repeat,
                                    {k: v for k, v in extra.items() if k != "vllm"},  # vLLM: no beam search here
                                    gen_n)
     return out
@@ -264,6 +270,22 @@ def run_vllm(vm, items: list[EvalItem], gen: GenerationSettings) -> dict[str, st
     return {it.id: t for it, t in zip(items, texts)}
 
 
+def bs1_items(text: str) -> dict[str, int]:
+    """``--bs1-items``: ``N`` (every workload) or ``pope=N,caption=M,…`` (per workload; ``*=N`` for the rest)."""
+    try:
+        if "=" not in text:
+            return {"*": int(text)}
+        out = {}
+        for part in text.split(","):
+            name, value = part.split("=")
+            if name.strip() not in ("pope", "caption", "beam", "*"):
+                raise ValueError(name)
+            out[name.strip()] = int(value)
+        return out
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected N or pope=N,caption=M,beam=K, got {text!r}") from exc
+
+
 def add_arguments(p) -> None:
     p.add_argument("--images", type=int, default=None, help="POPE-shaped: images (default by shape: 6; 7b: 500)")
     p.add_argument("--questions", type=int, default=None, help="POPE-shaped: questions per image (18)")
@@ -272,8 +294,9 @@ def add_arguments(p) -> None:
                    help="caption-shaped: images (tiny 16, mid 32, 7b 500)")
     p.add_argument("--caption-tokens", dest="caption_tokens", type=int, default=None,
                    help="caption-shaped: new tokens (48; 7b: 512)")
-    p.add_argument("--bs1-items", dest="bs1_items", type=int, default=None,
-                   help="time generate at batch 1 on the first N items only (default: all; 7b: 200)")
+    p.add_argument("--bs1-items", dest="bs1_items", type=bs1_items, default=None,
+                   help="time generate at batch 1 on the first N items only: N, or per workload pope=N,caption=M"
+                        " (default: all; 7b: 200)")
     p.add_argument("--generate-items", dest="generate_items", type=int, default=None,
                    help="time batched generate (bs 8/32) on the first N items only and extrapolate its seconds to"
                         " all items per item (default: all)")

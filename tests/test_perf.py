@@ -38,7 +38,8 @@ def test_perf_eval_times_batch_1_on_a_subset_when_asked(tmp_path):
 def test_perf_eval_times_batched_generate_on_a_subset_and_extrapolates_per_item(tmp_path):
     out = tmp_path / "eval.json"
     assert main(["perf", "eval", "--shape", "tiny", "--workloads", "caption", "--caption-images", "5",
-                 "--caption-tokens", "4", "--generate-items", "2", "--bs1-items", "3", "--json", str(out)]) == 0
+                 "--caption-tokens", "4", "--generate-items", "2", "--bs1-items", "caption=3,pope=1", "--json",
+                 str(out)]) == 0
     cap = json.loads(out.read_text())["caption"]
     assert cap["items"] == 5 and cap["hf_generate_bs8_items"] == 2
     assert cap["hf_generate_bs8_s"] == pytest.approx(cap["hf_generate_bs8_s_measured"] * 5 / 2, rel=1e-3, abs=5e-4)
@@ -63,3 +64,15 @@ def test_perf_train_reports_the_loop_and_trl_on_the_same_data(tmp_path):
     assert abs(res["bench"]["tokens_per_sequence"] - res["trl"]["tokens_per_sequence"]) <= 3
     assert res["speedup_bench_vs_trl"] == pytest.approx(res["bench"]["pairs_per_s"] / res["trl"]["pairs_per_s"],
                                                         rel=1e-2)
+
+
+def test_bs1_items_takes_one_count_or_one_per_workload():
+    import argparse
+
+    from bench.perf_eval import bs1_items
+
+    assert bs1_items("8") == {"*": 8}
+    assert bs1_items("pope=1000,caption=16") == {"pope": 1000, "caption": 16}
+    for bad in ("pope=x", "vqa=3", "pope"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bs1_items(bad)
