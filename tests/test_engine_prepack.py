@@ -117,3 +117,20 @@ def test_beam_decode_packs_for_every_beam_row_and_equals_batch1_generate(tiny, m
     out, skipped = _engine(model, pre, items, gen)
     assert out == ref and not skipped
     assert rows == [len(items) * 3]
+
+
+def test_layers_whose_forward_was_replaced_on_the_instance_are_left_alone():
+    """accelerate's offloading hooks replace ``module.forward`` on the instance: such a layer is not packed and
+    keeps its own forward after decoding."""
+    from bench.eval.prepack import linear_modules
+
+    root = torch.nn.Sequential(_layer(), _layer(96, 64))
+    hooked = root[1]
+    hooked.forward = lambda x: torch.zeros(x.shape[0], 64)
+    assert linear_modules(root) == [root[0]]
+    with torch.no_grad():
+        packs = PackedLinears(linear_modules(root), rows=4)
+        with packs.installed():
+            assert packs.routes(root[0], 4) and not packs.routes(hooked, 4) and not packs.routes(root[0], 3)
+            assert torch.equal(hooked(torch.randn(4, 96)), torch.zeros(4, 64))
+    assert "forward" in vars(hooked)

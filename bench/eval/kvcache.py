@@ -27,7 +27,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from bench.errors import BenchError
-from bench.eval.prepack import PackedLinears, linear_modules, packable
+from bench.eval.prepack import PackedLinears, is_plain_linear, linear_modules, packable
 from bench.models.block_mask import BLOCK_MASK_ATTENTION, attention_implementation, attention_mask
 from bench.models.family import ModelFamily, unwrap
 
@@ -400,7 +400,7 @@ class LanguageModel:
         """Decode steps of ``rows`` rows with the language model's and the head's linear weights packed once
         (:mod:`bench.eval.prepack`; CPU float32 only). Yields the packing — call ``set_rows`` when rows leave the
         batch — or None where packing does not apply (then nothing changes)."""
-        modules = linear_modules(self.lm) + ([self.head] if type(self.head) is torch.nn.Linear else [])
+        modules = linear_modules(self.lm) + ([self.head] if is_plain_linear(self.head) else [])
         if self.packed is not None or not packable(modules, rows):
             yield None
             return
@@ -423,7 +423,7 @@ class LanguageModel:
         32 rows, 8.4 → 5.2 ms)."""
         weight, bias = self.head.weight, getattr(self.head, "bias", None)
         if (hidden.device.type != "cpu" or weight.shape[0] <= HEAD_SLICE or type(self.head) is not torch.nn.Linear
-                or (self.packed is not None and hidden.numel() // hidden.shape[-1] == self.packed.rows)):
+                or (self.packed is not None and self.packed.routes(self.head, hidden.numel() // hidden.shape[-1]))):
             return self.head(hidden).argmax(-1)
         best_val = best_idx = None
         for start in range(0, weight.shape[0], HEAD_SLICE):

@@ -47,9 +47,15 @@ def _mkl_ops_available() -> bool:
         return False
 
 
+def is_plain_linear(module: torch.nn.Module) -> bool:
+    """An ``nn.Linear`` itself (not a subclass such as a quantised layer) whose forward nobody has replaced on the
+    instance (accelerate's offloading hooks do that): the layers :class:`PackedLinears` may route."""
+    return type(module) is torch.nn.Linear and "forward" not in vars(module)
+
+
 def linear_modules(root: torch.nn.Module) -> list[torch.nn.Linear]:
-    """The plain ``nn.Linear`` layers under ``root`` (subclasses, e.g. quantised layers, are left alone)."""
-    return [m for m in root.modules() if type(m) is torch.nn.Linear]
+    """The plain linear layers under ``root`` (:func:`is_plain_linear`)."""
+    return [m for m in root.modules() if is_plain_linear(m)]
 
 
 def packable(modules: list[torch.nn.Linear], rows: int) -> bool:
@@ -84,6 +90,10 @@ class PackedLinears:
         with torch.no_grad():
             self._packed = {id(m): torch.ops.mkl._mkl_reorder_linear_weight(m.weight.detach(), rows)
                             for m in self.modules}
+
+    def routes(self, module: torch.nn.Module, rows: int) -> bool:
+        """Whether ``module`` called on ``rows`` rows runs on a packed weight."""
+        return rows == self.rows and id(module) in self._packed
 
     def linear(self, x: torch.Tensor, module: torch.nn.Linear) -> torch.Tensor:
         """``module(x)`` through its packed weight when ``x`` has the packed row count."""
