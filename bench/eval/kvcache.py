@@ -5,8 +5,9 @@ KV cache, ``lm_head`` only where a next token is wanted.
 allocated once for the expected length (prompt + new tokens) and grown by doubling only when a sequence
 outlives it. Each step writes the new keys/values in place and attention reads a view of the filled part,
 so a decode step copies nothing — transformers' ``DynamicCache`` concatenates, i.e. copies the whole
-cache, at every token (a third of a decode step at the ``mid`` perf shape on CPU). Rows leave the batch with
-:meth:`GrowingCache.keep_rows` (finished generations). Unlike transformers' ``StaticCache`` the attention
+cache, at every token (a third of a decode step at the ``mid`` perf shape on CPU). Finished rows leave the batch
+in place (:meth:`GrowingCache.compact`); beam search's reorders copy only the generated slots
+(:meth:`GrowingCache.reorder_cache`). Unlike transformers' ``StaticCache`` the attention
 never runs over unfilled slots, so it computes exactly what the dynamic cache computes.
 
 **Forward** (:func:`lm_step`): the checkpoint's family gives the language model

@@ -238,11 +238,10 @@ def _decode(lm: LanguageModel, cache, seg: torch.Tensor, questions: list[tuple[i
     while live:
         rows_live = sorted({state[qi][0] for qi in live})
         if len(rows_live) < len(row_map):  # rows with no unfinished question leave the batch
-            keep = [row_map.index(r) for r in rows_live]
-            keep_t = torch.tensor(keep, device=device)
-            cache.keep_rows(keep_t)
-            kv_seg = kv_seg[keep_t]
-            row_map = rows_live
+            keep = torch.tensor(sorted(row_map.index(r) for r in rows_live), device=device)
+            order = cache.compact(keep)  # in place: live rows from the end take the finished rows' places
+            kv_seg = kv_seg[order]
+            row_map = [row_map[i] for i in order.tolist()]
         slots: list[list[int]] = [[] for _ in row_map]
         for qi in live:
             slots[row_map.index(state[qi][0])].append(qi)
