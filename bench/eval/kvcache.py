@@ -172,6 +172,10 @@ class GrowingCache(Cache):
         super().__init__(layers=[GrowingLayer(capacity) for _ in range(num_layers)])
         self.group, self.shared = 1, 0  # rows in consecutive groups of `group` hold equal slots 0..shared-1
 
+    def _first_keys(self) -> torch.Tensor | None:
+        """The first layer's key buffer (its rows and device are every layer's), or None before any update."""
+        return self.layers[0]._k if self.layers else None
+
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (indices into the batch dimension), in that order."""
         for layer in self.layers:
@@ -183,7 +187,7 @@ class GrowingCache(Cache):
         below that count takes over one live row from above it, so only those rows are copied and nothing is
         allocated (:meth:`keep_rows` gathers every kept row into new buffers). Returns, for each new row, the old
         row it holds (live rows below the count stay where they are)."""
-        first = self.layers[0]._k if self.layers else None
+        first = self._first_keys()
         if first is None:
             return alive
         m, n = alive.numel(), first.shape[0]
@@ -210,7 +214,7 @@ class GrowingCache(Cache):
         """Beam search's reorder: when every row's source is a beam of the same item (always, for transformers'
         beam search after :meth:`repeat_rows`), only the slots written since the repeat are gathered; otherwise
         the filled part of every row (:meth:`keep_rows`)."""
-        first = self.layers[0]._k if self.layers else None
+        first = self._first_keys()
         rows = beam_idx if first is None else beam_idx.to(first.device)
         if self.group > 1:
             group_of = torch.arange(rows.numel(), device=rows.device) // self.group
@@ -224,7 +228,7 @@ class GrowingCache(Cache):
         self.keep_rows(indices)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        first = self.layers[0]._k if self.layers else None
+        first = self._first_keys()
         if first is not None:
             self.keep_rows(torch.arange(first.shape[0], device=first.device).repeat_interleave(repeats))
 
