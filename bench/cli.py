@@ -461,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if getattr(args, "quiet", False):
         _quiet_libraries()
+    if args.func in (cmd_run, cmd_train, cmd_eval, cmd_perf):  # the commands that run models
+        from bench.runtime import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return args.func(args)
     except BenchError as exc:

@@ -119,6 +119,22 @@ def test_prefill_chunks_write_into_one_cache_and_give_the_same_outputs(tiny, mon
     assert _batched(model, pre, items, gen) == _bs1(model, pre, items, gen)
 
 
+def test_vision_in_calls_of_a_few_images_gives_every_row_its_own_image_features(tiny, monkeypatch):
+    import bench.eval.batched as batched
+    from bench.eval.kvcache import LanguageModel
+
+    model, pre, images = tiny
+    items = _captions(images)
+    gen = GenerationSettings(max_new_tokens=8)
+    calls = []
+    image_features = LanguageModel.image_features
+    monkeypatch.setattr(LanguageModel, "image_features",
+                        lambda self, pixels, extra: calls.append(len(pixels)) or image_features(self, pixels, extra))
+    monkeypatch.setitem(batched.VISION_IMAGES, "cpu", 4)  # 6 images in one bucket: calls of 4 and 2
+    assert _batched(model, pre, items, gen) == _bs1(model, pre, items, gen)
+    assert calls == [4, 2]
+
+
 @pytest.mark.parametrize("sync_every", [1, 4])
 def test_rows_finishing_at_different_steps_leave_the_batch_without_changing_outputs(tiny, sync_every):
     model, pre, images = tiny
