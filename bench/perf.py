@@ -11,7 +11,9 @@ Shapes (``--shape``), randomly initialised from a config, never downloaded:
 ``perf eval`` (:mod:`bench.perf_eval`): the engine against transformers' ``generate`` at batch 1 and 8 (32)
 on POPE-, caption- and beam-search-shaped workloads. ``perf train`` (:mod:`bench.perf_train`): the training loop, with and
 without the reference cache and with ``share_prefix``, and with ``--trl`` TRL's ``DPOTrainer`` on the same model, data and LoRA.
-``--json FILE`` writes the printed result.
+``--json FILE`` writes the printed result. Both sides of a comparison run in the same process, so under the same
+process settings; ``keep_freed_memory`` in the result says whether glibc kept freed memory for reuse
+(:func:`bench.runtime.keep_freed_memory`, which the CLI applies to the commands that run models).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def main_perf(args) -> int:
         add_arguments(p)
         opts = p.parse_args(args.rest)
         result = perf_eval(opts)
+    from bench.runtime import keep_freed_memory
+
+    result["keep_freed_memory"] = keep_freed_memory()  # idempotent: reports what the CLI applied at start
     print(json.dumps(result, indent=2))
     if opts.out:
         atomic_write_json(opts.out, result)
