@@ -88,11 +88,12 @@ def keep_freed_memory() -> bool:
     hands its pages back to the kernel once more than the (dynamic) trim threshold is free, and the next tensor of
     that size takes a page fault on every 4 KiB it touches. The engine's prefill allocates and frees activations of
     10–50 MB per layer, and whether they land where glibc trims depends on the heap's history: on the 2-core CPU at
-    the ``mid`` perf shape the same 32-caption run took between 20 thousand and 1.5 million minor faults and
-    4.5–5.3 s (up to 1.5 s of kernel time), run to run. With the thresholds fixed, the pages stay with the
-    process and are reused: 20–30 thousand faults and 4.5 s, every run. The price is that the process's resident
-    memory stays at its high-water mark until it exits — what an evaluation or training process does anyway.
-    Arithmetic is unchanged (torch aligns every CPU tensor to 64 bytes wherever it is placed)."""
+    the ``mid`` perf shape the same 32-caption engine run, repeated in one process, took between 55 thousand and
+    770 thousand minor faults (up to 1.3 s of kernel time) and 4.9–5.3 s. With the thresholds fixed the pages stay
+    with the process and are reused: 130 thousand faults in the first run (the heap grows once), 17–35 thousand
+    after, and 4.5–5.0 s. Blocks over 32 MiB are still mapped and unmapped one by one, as glibc's defaults do at
+    most. The price is that the process's resident memory stays at its high-water mark until it exits — what an
+    evaluation or training process does anyway. Arithmetic is unchanged (torch aligns every CPU tensor to 64 bytes wherever it is placed)."""
     if os.environ.get("BENCH_KEEP_FREED_MEMORY", "1") == "0" or platform.system() != "Linux":
         return False
     if platform.libc_ver()[0] != "glibc":
