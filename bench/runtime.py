@@ -93,7 +93,8 @@ def keep_freed_memory() -> bool:
     with the process and are reused: 130 thousand faults in the first run (the heap grows once), 17–35 thousand
     after, and 4.5–5.0 s. Blocks over 32 MiB are still mapped and unmapped one by one, as glibc's defaults do at
     most. The price is that the process's resident memory stays at its high-water mark until it exits — what an
-    evaluation or training process does anyway. Arithmetic is unchanged (torch aligns every CPU tensor to 64 bytes wherever it is placed)."""
+    evaluation or training process does anyway. Arithmetic is unchanged (torch aligns every CPU tensor to 64
+    bytes wherever it is placed)."""
     if os.environ.get("BENCH_KEEP_FREED_MEMORY", "1") == "0" or platform.system() != "Linux":
         return False
     if platform.libc_ver()[0] != "glibc":
