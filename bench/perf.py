@@ -9,8 +9,9 @@ Shapes (``--shape``), randomly initialised from a config, never downloaded:
 * ``llava-7b`` — CLIP-L/14-336 + Vicuna-7B.
 
 ``perf eval`` (:mod:`bench.perf_eval`): the engine against transformers' ``generate`` at batch 1 and 8 (32)
-on POPE-, caption- and beam-search-shaped workloads. ``perf train`` (:mod:`bench.perf_train`): the training loop, with and
-without the reference cache and with ``share_prefix``, and with ``--trl`` TRL's ``DPOTrainer`` on the same model, data and LoRA.
+on POPE-, caption- and beam-search-shaped workloads. ``perf train`` (:mod:`bench.perf_train`): the training loop,
+with and without the reference cache and with ``share_prefix``, and with ``--trl`` TRL's ``DPOTrainer`` on the same
+model, data and LoRA.
 ``--json FILE`` writes the printed result. Both sides of a comparison run in the same process, so under the same
 process settings; ``keep_freed_memory`` in the result says whether glibc kept freed memory for reuse
 (:func:`bench.runtime.keep_freed_memory`, which the CLI applies to the commands that run models).
