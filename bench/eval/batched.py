@@ -47,7 +47,7 @@ import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.errors import DataError
-from bench.eval.kvcache import GrowingCache, LanguageModel, num_layers
+from bench.eval.kvcache import GrowingCache, LanguageModel, device_kind, num_layers
 from bench.eval.packed import common_prefix, image_size
 from bench.models.llava import load_image
 
@@ -66,7 +66,7 @@ def kv_bytes_per_token(lm: LanguageModel) -> int:
 def kv_token_budget(lm: LanguageModel, device: str) -> int:
     """KV-cache tokens one bucket may hold (see the module docstring)."""
     per_token = kv_bytes_per_token(lm)
-    if str(device).startswith("cuda"):
+    if device_kind(device) == "cuda":
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return max(1, int(free * 0.5) // per_token)
     return max(1, CPU_KV_BYTES // per_token)
@@ -104,8 +104,7 @@ def stream_batched(model: torch.nn.Module, family, pre, items: list[EvalItem], g
                    ) -> Iterator[tuple[list[EvalItem], list[list[int] | None], dict[str, str]]]:
     """Greedy answers of ``items``, one bucket at a time: yields (bucket items, new token ids without EOS per
     item — None for a skipped item —, skip reasons)."""
-    cuda = str(device).startswith("cuda")
-    sync_every = sync_every or (8 if cuda else 1)
+    sync_every = sync_every or (8 if device_kind(device) == "cuda" else 1)
 
     def run(lm, bucket_items, prompts, timings):
         return _greedy_bucket(lm, pre, bucket_items, prompts, gen, device, timings, sync_every)
@@ -121,8 +120,7 @@ def stream_buckets(model: torch.nn.Module, family, pre, items: list[EvalItem], d
     ``cache_copies`` times, of rows × (prompt + ``new_tokens``) tokens fits the memory budget, each through
     ``run_bucket(lm, items, prompts, timings) -> (outputs, skip reasons)``."""
     lm = LanguageModel(model, family)
-    cuda = str(device).startswith("cuda")
-    max_rows = max_rows or MAX_ROWS["cuda" if cuda else "cpu"]
+    max_rows = max_rows or MAX_ROWS[device_kind(device)]
     timings = timings if timings is not None else {}
     prompts: list[list[int] | None] = []
     skipped: dict[str, str] = {}
@@ -192,7 +190,7 @@ def prefill_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[
         empty = torch.zeros((0, 0), dtype=torch.long)
         return Prefill(keep, empty, empty, empty, lm.new_cache(0), 0, False, None, skip)
     feats = []
-    per_call = VISION_IMAGES["cuda" if str(device).startswith("cuda") else "cpu"] or len(loaded)
+    per_call = VISION_IMAGES[device_kind(device)] or len(loaded)
     for a in range(0, len(loaded), per_call):
         pixels, extra = pre.collate(loaded[a:a + per_call])
         feats += lm.image_features(pixels.to(device), {k: v.to(device) for k, v in extra.items()})
@@ -221,7 +219,7 @@ def prefill_bucket(lm: LanguageModel, pre, items: list[EvalItem], prompts: list[
         del prefix_cache
     # prefill in chunks of about PREFILL_TOKENS tokens (on CPU a 32-row prefill is ~20 % slower than four 8-row
     # ones: its activations leave the caches)
-    step = max(1, PREFILL_TOKENS["cuda" if str(device).startswith("cuda") else "cpu"] // width)
+    step = max(1, PREFILL_TOKENS[device_kind(device)] // width)
     firsts = []
     for a in range(0, n, step):
         b = min(n, a + step)

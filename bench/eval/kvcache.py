@@ -33,6 +33,12 @@ from bench.models.block_mask import BLOCK_MASK_ATTENTION, attention_implementati
 from bench.models.family import ModelFamily, unwrap
 
 
+def device_kind(device: Any) -> str:
+    """``"cuda"`` for a CUDA device, else ``"cpu"``: the key of the engine's per-kind settings (budgets, chunk
+    sizes)."""
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
 HEAD_SLICE = 4096  # vocabulary rows per slice of the greedy head on CPU (see LanguageModel.next_tokens)
 
 

@@ -44,7 +44,7 @@ import torch
 
 from bench.benchmark import EvalItem, GenerationSettings
 from bench.errors import DataError
-from bench.eval.kvcache import LanguageModel
+from bench.eval.kvcache import LanguageModel, device_kind
 from bench.models.block_mask import segments_allowed
 from bench.models.llava import load_image
 
@@ -151,7 +151,7 @@ def stream_packed(model: torch.nn.Module, family, pre, items: list[EvalItem], ge
     """Greedy answers of ``items`` (any number of images, several questions each), one forward batch at a time:
     yields (items of the batch, new token ids per item without EOS — None for a skipped item —, skip reasons)."""
     lm = LanguageModel(model, family)
-    budget = token_budget or DEFAULT_TOKEN_BUDGET["cuda" if str(device).startswith("cuda") else "cpu"]
+    budget = token_budget or DEFAULT_TOKEN_BUDGET[device_kind(device)]
     timings = timings if timings is not None else {}
     by_image: dict[str, list[int]] = {}
     for i, it in enumerate(items):
